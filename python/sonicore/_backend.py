@@ -1,0 +1,126 @@
+"""Which backends exist in this process, and the one place that picks one for a call.
+
+Rule (DESIGN.md): a CUDA tensor goes to the CUDA or Triton kernel, a CPU tensor to the C++
+kernel; every op also has a pure-PyTorch reference ("torch"). A caller may force a backend
+with ``backend=``; a backend that cannot take the call says why.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Iterable, Optional, Sequence, Tuple
+
+from ._ext import C
+
+BACKENDS = ("cpu", "cuda", "triton", "torch")
+
+
+class BackendUnavailable(ValueError):
+    """Raised when no backend (or not the requested one) can run a call; lists each reason."""
+
+
+@functools.lru_cache(maxsize=None)
+def torch_cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def cuda_kernels_usable() -> Tuple[bool, str]:
+    """(usable, reason) for sonicore's own CUDA kernels."""
+    if not C.built_with_cuda:
+        return False, "sonicore was built without CUDA (no nvcc at build time, or SONICORE_CUDA=OFF)"
+    if C.cuda_device_count() == 0:
+        return False, f"no CUDA device is usable ({C.cuda_status()})"
+    return True, ""
+
+
+@functools.lru_cache(maxsize=None)
+def triton_usable() -> Tuple[bool, str]:
+    """(usable, reason) for the Triton kernels: a GPU, or the interpreter (TRITON_INTERPRET=1)."""
+    if importlib.util.find_spec("triton") is None:
+        return False, "triton is not installed (pip install triton)"
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return True, ""
+    if not torch_cuda_available():
+        return False, "triton needs a CUDA GPU (or TRITON_INTERPRET=1 for the slow CPU interpreter)"
+    return True, ""
+
+
+def triton_kernels(name: str):
+    """Imports the Triton kernel module `name` lazily.
+
+    Installed packages carry them as sonicore.kernels.<name>; a developer checkout
+    (PYTHONPATH=python) finds them in the repository's kernels/ folder.
+    """
+    ok, why = triton_usable()
+    if not ok:
+        raise BackendUnavailable(f"triton backend unavailable: {why}")
+    full = f"sonicore.kernels.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    try:
+        return importlib.import_module(full)
+    except ModuleNotFoundError:
+        pass
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(os.path.dirname(os.path.dirname(here)), "kernels", f"{name}.py")
+    if not os.path.exists(path):
+        raise BackendUnavailable(f"triton kernel module {name!r} is not installed with sonicore")
+    spec = importlib.util.spec_from_file_location(full, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[full] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def select_backend(op: str, device_type: str, requested: Optional[str],
+                   reasons: dict, order: Optional[Sequence[str]] = None) -> str:
+    """Pick the backend for one call.
+
+    reasons: backend name -> None if it can take this call, else a sentence why not.
+    order: preference for the automatic choice; defaults to cuda, triton for CUDA tensors
+    and cpu for CPU tensors, with torch (the reference) last.
+    """
+    if requested is not None:
+        if requested not in reasons:
+            raise BackendUnavailable(
+                f"{op}: unknown backend {requested!r}; expected one of {sorted(reasons)}")
+        why = reasons[requested]
+        if why is not None:
+            raise BackendUnavailable(f"{op}: backend {requested!r} cannot take this call: {why}")
+        return requested
+    if order is None:
+        order = ("cuda", "triton", "torch") if device_type == "cuda" else ("cpu", "torch")
+    for name in order:
+        if name in reasons and reasons[name] is None:
+            return name
+    lines = "; ".join(f"{k}: {v}" for k, v in reasons.items())
+    raise BackendUnavailable(f"{op}: no backend can take this call ({lines})")
+
+
+def device_reasons(device_type: str, names: Iterable[str] = BACKENDS) -> dict:
+    """Default availability for each backend given where the data lives."""
+    out = {}
+    for name in names:
+        if name == "cpu":
+            out[name] = None if device_type == "cpu" else f"the data is on {device_type}, the C++ kernel needs CPU memory"
+        elif name == "cuda":
+            ok, why = cuda_kernels_usable()
+            out[name] = None if (ok and device_type == "cuda") else (why or f"the data is on {device_type}, not a CUDA device")
+        elif name == "triton":
+            ok, why = triton_usable()
+            if not ok:
+                out[name] = why
+            elif device_type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+                out[name] = f"the data is on {device_type}; triton runs on CUDA tensors (or under TRITON_INTERPRET=1)"
+            else:
+                out[name] = None
+        elif name == "torch":
+            out[name] = None
+    return out

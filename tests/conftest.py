@@ -1,0 +1,35 @@
+"""Shared test setup.
+
+Triton kernels run in the interpreter on machines without a GPU: TRITON_INTERPRET must be
+set before triton is first imported, so it is set here, before any test module loads.
+"""
+import os
+
+try:
+    import torch
+    _has_cuda = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    _has_cuda = False
+if not _has_cuda:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng(request):
+    """A fresh, per-test random generator (seed printed on failure via the test id)."""
+    seed = np.random.SeedSequence().entropy % (2**32)
+    request.node.user_properties.append(("seed", seed))
+    return np.random.default_rng(seed)
+
+
+def pytest_runtest_makereport(item, call):
+    if call.excinfo is not None:
+        for k, v in item.user_properties:
+            if k == "seed":
+                print(f"\n[rng seed for {item.nodeid}: {v}]")
+
+
+requires_cuda = pytest.mark.skipif(not _has_cuda, reason="needs a CUDA GPU")
