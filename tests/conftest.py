@@ -33,3 +33,8 @@ def pytest_runtest_makereport(item, call):
 
 
 requires_cuda = pytest.mark.skipif(not _has_cuda, reason="needs a CUDA GPU")
+
+
+def pytest_collection_modifyitems(config, items):
+    from _markers import mark_by_name
+    mark_by_name(items, pytest)
