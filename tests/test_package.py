@@ -54,3 +54,18 @@ def test_select_backend_reasons():
         _backend.select_backend("op", "cpu", "cuda", reasons)
     with pytest.raises(_backend.BackendUnavailable, match="unknown backend"):
         _backend.select_backend("op", "cpu", "metal", reasons)
+
+
+def test_compiled_core_does_not_link_torch_or_cuda_driver():
+    """One wheel for every torch: the module must not depend on libtorch / libc10 / libcudart.so
+    (cudart is linked statically and opens the driver lazily)."""
+    import shutil
+    so = sonicore._C.__file__
+    readelf = shutil.which("readelf")
+    if readelf is None:
+        pytest.fail("readelf (binutils) is needed for this check")
+    out = subprocess.run([readelf, "-d", so], check=True, capture_output=True, text=True).stdout
+    needed = [ln.split("[")[1].split("]")[0] for ln in out.splitlines() if "(NEEDED)" in ln]
+    assert needed, out
+    for lib in needed:
+        assert not lib.startswith(("libtorch", "libc10", "libcudart", "libcuda.", "libpython")), needed
