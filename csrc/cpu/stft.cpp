@@ -352,7 +352,6 @@ template <class T>
 int64_t IstftStream<T>::push(const T* spec, int64_t count, int64_t sf, int64_t st, T* out) {
   SONICORE_CHECK(count >= 0, "frame count must be >= 0");
   const int64_t n = p_.n_fft, M = n / 2, hop = p_.hop;
-  const int64_t ready = samples_ready(count);
   for (int64_t c = 0; c < count; ++c) {
     for (int64_t k = 0; k <= M; ++k) {
       re_[size_t(k)] = spec[k * sf + c * st];
@@ -376,14 +375,15 @@ int64_t IstftStream<T>::push(const T* spec, int64_t count, int64_t sf, int64_t s
   const int64_t end = final_end(frames_);
   const int64_t before = emitted_;
   emit(end, out);
-  // Drop the sums of samples already returned.
-  const int64_t drop = emitted_ - base_;
+  // Drop the sums of samples already returned; the next frame starts at frames_ * hop, which
+  // may lie before the first returned sample (centre trim), so never go past it.
+  const int64_t new_base = std::min(emitted_, frames_ * hop);
+  const int64_t drop = new_base - base_;
   if (drop > 0 && drop >= int64_t(acc_.size()) / 2) {
     acc_.erase(acc_.begin(), acc_.begin() + drop);
     env_.erase(env_.begin(), env_.begin() + drop);
-    base_ = emitted_;
+    base_ = new_base;
   }
-  (void)ready;
   return emitted_ - before;
 }
 

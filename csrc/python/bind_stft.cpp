@@ -220,6 +220,7 @@ void bind_streams(py::module_& m, const char* stft_name, const char* istft_name)
       .def("push", [](I& self, py::array spec) {
         check_dtype<T>(spec, "frames");
         require(spec.ndim() == 3 && spec.shape(2) == 2, "frames must be a (bins, k, 2) real view");
+        if (spec.shape(1) == 0) return py::array_t<T>(0);
         auto s = element_strides<T>(spec, "frames");
         require(s[2] == 1, "frames' (re, im) pairs must be adjacent");
         require(spec.shape(0) >= self.num_bins(),
