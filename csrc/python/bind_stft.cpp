@@ -5,6 +5,10 @@
 
 #include <string>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "bindings.h"
 #include "sonicore/stft.h"
 
@@ -250,9 +254,38 @@ void bind_streams(py::module_& m, const char* stft_name, const char* istft_name)
       .def("copy", [](const I& self) { return I(self); });
 }
 
+// A zero-initialised byte array for a large kernel output. On Linux, sizes from 4 MiB up are
+// mapped on a 2 MiB boundary and advised as transparent huge pages: first-touch page faults
+// of a fresh 40 MB spectrogram otherwise cost about as much as computing it.
+py::array alloc_output(int64_t nbytes) {
+  require(nbytes >= 0, "nbytes must be >= 0");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t huge = size_t(2) << 20;
+  if (nbytes >= int64_t(4) << 20) {
+    const size_t len = size_t(nbytes) + huge;
+    void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base != MAP_FAILED) {
+      uintptr_t p = (reinterpret_cast<uintptr_t>(base) + huge - 1) & ~uintptr_t(huge - 1);
+      madvise(reinterpret_cast<void*>(p), size_t(nbytes), MADV_HUGEPAGE);
+      struct Mapping { void* base; size_t len; };
+      auto* owner = new Mapping{base, len};
+      py::capsule keep(owner, [](void* o) {
+        auto* mp = static_cast<Mapping*>(o);
+        munmap(mp->base, mp->len);
+        delete mp;
+      });
+      return py::array(py::dtype("uint8"), {nbytes}, {int64_t(1)}, reinterpret_cast<uint8_t*>(p), keep);
+    }
+  }
+#endif
+  return py::array(py::dtype("uint8"), {nbytes});
+}
+
 }  // namespace
 
 void bind_stft(py::module_& m) {
+  m.def("alloc_output", &alloc_output, py::arg("nbytes"),
+        "Byte buffer for a large output (huge-page advised on Linux); view it with the dtype you need.");
   // Overloads by dtype: pybind11 tries float32 first, then float64; a TypeError from the
   // first only means "try the next", so dispatch explicitly on the input's dtype instead.
   py::module_ f32 = m.def_submodule("_f32"), f64 = m.def_submodule("_f64");

@@ -216,15 +216,28 @@ def _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, outpu
     return torch.log(torch.clamp(mag, min=floor))
 
 
+def _empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor; large ones come huge-page advised from the C++ side (their
+    first-touch page faults would otherwise cost as much as the transform)."""
+    count = 1
+    for s in shape:
+        count *= int(s)
+    nbytes = count * torch.empty(0, dtype=dtype).element_size()
+    if nbytes < (4 << 20):
+        return torch.empty(*shape, dtype=dtype)
+    raw = torch.from_numpy(C.alloc_output(nbytes))
+    return raw.view(dtype).reshape(shape)
+
+
 def _stft_cpu(x2, w, n_fft, hop, n_frames, n_bins, center, pad_mode, normalized, onesided,
               output, eps, floor):
     batch = x2.shape[0]
     if output == "complex":
-        buf = torch.empty(batch, n_frames, n_bins, dtype=torch.complex64 if x2.dtype == torch.float32
-                          else torch.complex128)
+        buf = _empty((batch, n_frames, n_bins), torch.complex64 if x2.dtype == torch.float32
+                     else torch.complex128)
         target = torch.view_as_real(buf)
     else:
-        buf = torch.empty(batch, n_frames, n_bins, dtype=x2.dtype)
+        buf = _empty((batch, n_frames, n_bins), x2.dtype)
         target = buf
     C.stft_forward(cpu_view(x2), cpu_view(w), n_fft, hop, bool(center), _PAD_CODE[pad_mode],
                    bool(normalized), bool(onesided), _OUTPUT_CODE[output], eps, floor,
@@ -329,7 +342,7 @@ def _istft_cpu(s3, w, n_fft, hop, center, normalized, length, trim, full):
     batch = s3.shape[0]
     n_out = length if length is not None else full - 2 * trim
     real_dtype = torch.float32 if s3.dtype == torch.complex64 else torch.float64
-    out = torch.empty(batch, n_out, dtype=real_dtype)
+    out = _empty((batch, n_out), real_dtype)
     # (B, F, T, 2) real view with any strides; the kernel reads bins with their stride.
     C.istft_forward(cpu_view(torch.view_as_real(s3)), cpu_view(w), n_fft, hop, bool(center),
                     bool(normalized), cpu_view(out))
