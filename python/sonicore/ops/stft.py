@@ -588,3 +588,17 @@ class StreamingISTFT:
         """An independent stream with the same state."""
         return StreamingISTFT(0, _state=(self._s.copy(), self._dtype, self._as_torch,
                                          self.n_fft, self.hop_length))
+
+
+class _CallableModule(type(importlib)):
+    """`import sonicore.ops.stft` binds the package attribute ops.stft to this module (Python's
+    import system does that after the module runs); calling it then still computes the STFT."""
+
+    def __call__(self, *args, **kwargs):
+        return stft(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
+
