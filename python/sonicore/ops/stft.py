@@ -14,7 +14,9 @@ NaN / Inf in the signal propagate into the frames that contain them, like torch.
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 from typing import Optional, Tuple
 
 import numpy as np
@@ -120,6 +122,24 @@ def _gpu_module():
                                  "this build (the cuda/triton STFT backends are missing)") from exc
 
 
+@functools.lru_cache(maxsize=None)
+def _gpu_missing() -> Optional[str]:
+    if importlib.util.find_spec("sonicore.ops._stft_gpu") is None:
+        return "the GPU STFT module sonicore.ops._stft_gpu is not part of this build"
+    return None
+
+
+def _reasons(device_type: str, n_fft: int) -> dict:
+    """Which backend can take an STFT call on data of this device (None) and why not (text)."""
+    reasons = device_reasons(device_type)
+    reasons["cpu"] = _cpu_reason(device_type, n_fft)
+    missing = _gpu_missing()
+    for name in ("cuda", "triton"):
+        if reasons[name] is None and missing:
+            reasons[name] = missing
+    return reasons
+
+
 def _cpu_reason(device_type: str, n_fft: int) -> Optional[str]:
     if device_type != "cpu":
         return f"the data is on {device_type}, the C++ kernel needs CPU memory"
@@ -182,8 +202,7 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
     n_frames = _num_frames(x2.shape[-1], n_fft, hop, center, pad_mode)
     n_bins = n_fft // 2 + 1 if onesided else n_fft
 
-    reasons = device_reasons(x2.device.type)
-    reasons["cpu"] = _cpu_reason(x2.device.type, n_fft)
+    reasons = _reasons(x2.device.type, n_fft)
     name = select_backend("stft", x2.device.type, backend, reasons)
     if name == "torch":
         out = _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, output,
@@ -310,8 +329,7 @@ def istft(spec, n_fft: int, hop_length: Optional[int] = None, win_length: Option
         raise ValueError(f"hop_length ({hop}) must be <= n_fft ({n_fft}) for the inverse: "
                          "samples between frames could not be reconstructed")
 
-    reasons = device_reasons(s3.device.type)
-    reasons["cpu"] = _cpu_reason(s3.device.type, n_fft)
+    reasons = _reasons(s3.device.type, n_fft)
     if return_complex:
         for k in ("cpu", "cuda", "triton"):
             if reasons[k] is None:
