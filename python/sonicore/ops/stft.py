@@ -542,15 +542,16 @@ class StreamingISTFT:
     that no later frame can change; ``flush(length=None)`` returns the rest (trimmed /
     zero-padded so the total equals ``length`` when given). Latency: a sample is final once
     the last frame overlapping it has been pushed: ``latency`` = n_fft - hop samples behind
-    the end of the newest frame (plus n_fft // 2 removed at the start when center=True).
+    the end of the newest frame. A StreamingSTFT -> StreamingISTFT chain (center=True) lags
+    by n_fft - hop samples right after a frame completes, at most n_fft - 1.
 
     Args:
         n_fft, hop_length, window, win_length, center, normalized: as for :func:`istft`.
         dtype: "float32" or "float64": output samples (frames are complex64 / complex128).
     """
 
-    def __init__(self, n_fft: int, hop_length: Optional[int] = None, window=None, *,
-                 win_length: Optional[int] = None, center: bool = True,
+    def __init__(self, n_fft: int, hop_length: Optional[int] = None, window=None,
+                 center: bool = True, *, win_length: Optional[int] = None,
                  normalized: bool = False, dtype="float32", _state=None):
         if _state is not None:
             self._s, self._dtype, self._as_torch, self.n_fft, self.hop_length = _state
