@@ -128,6 +128,14 @@ def test_istft_float64_matches_torch(rng, n_fft, hop, win, samples, center):
         assert _rel(got, ref) < 1e-11
 
 
+def test_istft_accepts_lazy_conjugates_and_strided_spectra(rng):
+    spec = torch.from_numpy(rng.standard_normal((129, 40)) + 1j * rng.standard_normal((129, 40)))
+    w = torch.hann_window(256, dtype=torch.float64)
+    for s in (spec.conj(), spec.t().contiguous().t(), spec[:, ::2]):
+        ref = torch.istft(s.resolve_conj(), 256, 64, window=w)
+        assert _rel(istft(s, 256, 64, window=w, backend="cpu").numpy(), ref.numpy()) < 1e-11
+
+
 def test_istft_two_sided_and_normalized(rng):
     x = rng.standard_normal(4001)
     w = np.hanning(400 + 1)[:-1]

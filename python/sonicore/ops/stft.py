@@ -279,7 +279,8 @@ def _spectrum(spec, name: str = "spec"):
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); expected at least one frame")
     lead = tuple(t.shape[:-2])
-    return t.reshape(-1, *t.shape[-2:]), was_numpy, lead
+    # a lazily conjugated tensor (x.conj()) has no real view until resolved
+    return t.resolve_conj().reshape(-1, *t.shape[-2:]), was_numpy, lead
 
 
 def istft(spec, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[int] = None,
@@ -588,7 +589,10 @@ class StreamingISTFT:
             raise TypeError(f"frames must be {want} for a {self._dtype} stream, got {t.dtype}")
         if t.dim() != 2 or t.shape[0] != self.n_fft // 2 + 1:
             raise ValueError(f"frames must have shape (F={self.n_fft // 2 + 1}, k), got {tuple(t.shape)}")
-        out = self._s.push(cpu_view(torch.view_as_real(t)))
+        if t.shape[1] == 0:
+            out = np.zeros(0, self._dtype)
+        else:
+            out = self._s.push(cpu_view(torch.view_as_real(t.resolve_conj())))
         return torch.from_numpy(out) if as_torch else out
 
     def flush(self, length: Optional[int] = None):
