@@ -30,6 +30,7 @@ __all__ = ["stft", "istft", "StreamingSTFT", "StreamingISTFT", "rfft", "irfft"]
 
 OUTPUTS = ("complex", "magnitude", "power", "log_magnitude")
 PAD_MODES = ("reflect", "constant")
+_TORCH_PAD_MODES = ("replicate", "circular")  # torch.stft's other modes: torch backend only
 _OUTPUT_CODE = {name: i for i, name in enumerate(OUTPUTS)}
 _PAD_CODE = {name: i for i, name in enumerate(PAD_MODES)}
 _FLOAT = (torch.float32, torch.float64)
@@ -167,7 +168,8 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
             zero-padded on both sides to n_fft (centred), like torch.stft.
         window: (win_length,) real array; None means rectangular (all ones), torch's default.
         center: pad n_fft // 2 samples on both sides so frame t is centred on sample t * hop.
-        pad_mode: "reflect" or "constant" (zeros) padding when center is True.
+        pad_mode: "reflect" or "constant" (zeros) padding when center is True ("replicate" and
+            "circular" are passed to torch.stft: torch backend only).
         normalized: scale the spectrum by 1 / sqrt(n_fft).
         onesided: return n_fft // 2 + 1 bins (default True for real input) or all n_fft bins.
         return_complex: complex (..., F, T) output, or real (..., F, T, 2) (re, im) when False.
@@ -186,8 +188,8 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
     n_fft, hop, win = _frame_params(n_fft, hop_length, win_length)
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    if pad_mode not in PAD_MODES + _TORCH_PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES + _TORCH_PAD_MODES}, got {pad_mode!r}")
     if not return_complex and output != "complex":
         raise ValueError("return_complex=False only applies to output='complex'")
     magnitude_eps = float(magnitude_eps)
@@ -203,6 +205,10 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
     n_bins = n_fft // 2 + 1 if onesided else n_fft
 
     reasons = _reasons(x2.device.type, n_fft)
+    if center and pad_mode in _TORCH_PAD_MODES:
+        for k in ("cpu", "cuda", "triton"):
+            if reasons[k] is None:
+                reasons[k] = f"pad_mode={pad_mode!r} is computed by the torch backend only"
     name = select_backend("stft", x2.device.type, backend, reasons)
     if name == "torch":
         out = _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, output,
