@@ -250,11 +250,12 @@ int64_t StftStream<T>::frames_ready(int64_t count) const {
 }
 
 template <class T>
-void StftStream<T>::emit(int64_t t, int64_t total, bool at_end, T* out) {
+void StftStream<T>::emit(int64_t t, T* out) {
+  // Mid-stream frames never reach past the samples pushed so far; at flush the right edge of
+  // total_ is the end of the signal, where the padding starts.
   const int64_t pad = p_.center ? p_.n_fft / 2 : 0;
-  const T* f = padded_frame(buf_.data(), buf_start_, total, t * p_.hop - pad, p_.n_fft, p_.pad_mode,
+  const T* f = padded_frame(buf_.data(), buf_start_, total_, t * p_.hop - pad, p_.n_fft, p_.pad_mode,
                             tmp_.data());
-  (void)at_end;
   fft::forward_frame(*plan_, f, we_.data(), wo_.data(), opt_, out, work_.data());
 }
 
@@ -266,7 +267,7 @@ int64_t StftStream<T>::push(const T* x, int64_t count, T* out) {
   const int64_t row = row_size();
   int64_t k = 0;
   while (complete(next_, total_)) {
-    emit(next_, total_, false, out + k * row);
+    emit(next_, out + k * row);
     ++next_;
     ++k;
   }
@@ -292,7 +293,7 @@ int64_t StftStream<T>::flush(T* out) {
   const int64_t frames = num_frames(total_, p_);
   const int64_t row = row_size();
   int64_t k = 0;
-  for (int64_t t = next_; t < frames; ++t, ++k) emit(t, total_, true, out + k * row);
+  for (int64_t t = next_; t < frames; ++t, ++k) emit(t, out + k * row);
   reset();
   return k;
 }
@@ -410,14 +411,12 @@ int64_t IstftStream<T>::flush_samples(int64_t length) const {
 template <class T>
 int64_t IstftStream<T>::flush(int64_t length, T* out) {
   const int64_t count = flush_samples(length);
-  const int64_t trim = p_.center ? p_.n_fft / 2 : 0;
   const int64_t full = p_.n_fft + p_.hop * (frames_ - 1);
   const int64_t end = emitted_ + count;
   const int64_t ola_end = std::min(end, full);
   const int64_t before = emitted_;
   if (ola_end > emitted_) emit(ola_end, out);
   for (int64_t j = std::max(ola_end, before); j < end; ++j) out[j - before] = T(0);
-  (void)trim;
   reset();
   return count;
 }

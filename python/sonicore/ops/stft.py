@@ -463,11 +463,7 @@ class StreamingSTFT:
                  win_length: Optional[int] = None, center: bool = True,
                  pad_mode: str = "reflect", normalized: bool = False,
                  onesided: Optional[bool] = None, output: str = "complex",
-                 magnitude_eps: float = 0.0, log_floor: float = 1e-10, dtype="float32",
-                 _state=None):
-        if _state is not None:
-            self._s, self._dtype, self._as_torch, self._output, self.n_fft, self.hop_length = _state
-            return
+                 magnitude_eps: float = 0.0, log_floor: float = 1e-10, dtype="float32"):
         n_fft, hop, win = _frame_params(n_fft, hop_length, win_length)
         if n_fft % 2:
             raise ValueError(f"StreamingSTFT needs an even n_fft, got {n_fft}")
@@ -537,8 +533,10 @@ class StreamingSTFT:
 
     def copy(self) -> "StreamingSTFT":
         """An independent stream with the same state (pushes to one do not affect the other)."""
-        return StreamingSTFT(0, _state=(self._s.copy(), self._dtype, self._as_torch,
-                                        self._output, self.n_fft, self.hop_length))
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._s = self._s.copy()
+        return twin
 
 
 class StreamingISTFT:
@@ -559,10 +557,7 @@ class StreamingISTFT:
 
     def __init__(self, n_fft: int, hop_length: Optional[int] = None, window=None,
                  center: bool = True, *, win_length: Optional[int] = None,
-                 normalized: bool = False, dtype="float32", _state=None):
-        if _state is not None:
-            self._s, self._dtype, self._as_torch, self.n_fft, self.hop_length = _state
-            return
+                 normalized: bool = False, dtype="float32"):
         n_fft, hop, win = _frame_params(n_fft, hop_length, win_length)
         if n_fft % 2:
             raise ValueError(f"StreamingISTFT needs an even n_fft, got {n_fft}")
@@ -615,8 +610,10 @@ class StreamingISTFT:
 
     def copy(self) -> "StreamingISTFT":
         """An independent stream with the same state."""
-        return StreamingISTFT(0, _state=(self._s.copy(), self._dtype, self._as_torch,
-                                         self.n_fft, self.hop_length))
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._s = self._s.copy()
+        return twin
 
 
 class _CallableModule(type(importlib)):
