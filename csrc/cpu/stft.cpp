@@ -178,14 +178,26 @@ void istft(const T* spec, int64_t batch, int64_t bins, int64_t frames, int64_t s
   split_window(window, n, we, wo);
   for (int64_t i = 0; i < n; ++i) w2[size_t(i)] = window[i] * window[i];
 
-  // Window envelope over [0, valid_end): away from the edges it repeats with period hop
-  // (same terms in the same order), so those samples copy the value one hop earlier.
-  std::vector<T> env(static_cast<size_t>(std::max<int64_t>(valid_end, 0)));
-  for (int64_t j = 0; j < valid_end; ++j)
-    env[size_t(j)] = (j >= n && j < frames * hop) ? env[size_t(j - hop)]
-                                                  : envelope_at(w2, n, hop, frames, j);
-  for (int64_t j = trim; j < valid_end; ++j)
-    SONICORE_CHECK(env[size_t(j)] > T(kNolaEps), kNolaMessage);
+  // Window envelope (summed squared window). Away from the edges, j in [n, frames*hop), the
+  // value at j sums the same terms in the same order as at j - hop, so one period of `hop`
+  // values serves the whole interior; edge samples are summed directly. (Bitwise the values a
+  // stream accumulates frame by frame.)
+  const int64_t interior_end = frames * hop;
+  std::vector<T> period(static_cast<size_t>(hop));
+  for (int64_t r = 0; r < hop; ++r) period[size_t(r)] = envelope_at(w2, n, hop, frames, n + r);
+  auto env_at = [&](int64_t j) {
+    return (j >= n && j < interior_end) ? period[size_t((j - n) % hop)] : envelope_at(w2, n, hop, frames, j);
+  };
+  {
+    const int64_t in_lo = std::max(n, trim), in_hi = std::min(interior_end, valid_end);
+    for (int64_t j = trim; j < valid_end; ++j) {
+      if (j >= in_lo + hop && j < in_hi) {  // the rest of the interior repeats what was checked
+        j = in_hi - 1;
+        continue;
+      }
+      SONICORE_CHECK(env_at(j) > T(kNolaEps), kNolaMessage);
+    }
+  }
 
   const T scale = T(p.normalized ? std::sqrt(double(n)) : 1.0);
   // Output blocks are independent: each sums the frames that touch it in frame order, so the
@@ -212,7 +224,17 @@ void istft(const T* spec, int64_t batch, int64_t bins, int64_t frames, int64_t s
         for (int64_t j = s0; j < s1; ++j) acc[size_t(j - a)] += frame[size_t(j - t * hop)];
       }
       T* o = out + bi * length;
-      for (int64_t j = a; j < z; ++j) o[j - trim] = acc[size_t(j - a)] / env[size_t(j)];
+      const int64_t lo = std::min(z, std::max(a, n)), hi = std::max(lo, std::min(z, interior_end));
+      for (int64_t j = a; j < lo; ++j) o[j - trim] = acc[size_t(j - a)] / env_at(j);
+      for (int64_t j = lo; j < hi;) {  // runs of one period: a loop the compiler vectorises
+        const int64_t r = (j - n) % hop, run = std::min(hop - r, hi - j);
+        T* dst = o + (j - trim);
+        const T* src = acc.data() + (j - a);
+        const T* env = period.data() + r;
+        for (int64_t i = 0; i < run; ++i) dst[i] = src[i] / env[i];
+        j += run;
+      }
+      for (int64_t j = hi; j < z; ++j) o[j - trim] = acc[size_t(j - a)] / env_at(j);
     }
   });
   // Requested samples past the last frame are zero, like torch.istft's length=.
