@@ -1,0 +1,257 @@
+"""Fused flow-matching sampler step: guidance, solver update and bookkeeping in one pass.
+
+Convention (MMAudio): noise at t=0, data at t=1, velocity = dx/dt. One call computes, per
+element and in this order, each product and sum rounded to float32 on its own (no FMA), so
+that it is bit-identical to the same formula in eager PyTorch float32::
+
+    v     = w * v_cond + (1 - w) * v_uncond        # guidance (skipped when guidance is None)
+    d     = cur_weight * v + prev_weight * prev    # multistep / Heun mix (skipped when prev is None)
+    out   = x + dt * d                             # in place on x unless out is given
+    store = v                                      # what the next stage / step needs
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional
+
+import torch
+
+from .. import _backend
+from .._ext import C
+from ._arrays import from_torch, to_torch
+
+_VELOCITY_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_DTYPE_NAME = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+
+
+def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
+              prev_weight: float = 0.0, cur_weight: Optional[float] = None, store=None, out=None,
+              backend: Optional[str] = None):
+    """One fused sampler update ``out = x + dt * d`` (see the module docstring for d).
+
+    Args:
+        x: (B, ...) float32 state at the current time; updated in place unless ``out`` is given.
+        velocity: the network output. Without guidance: shaped like x. With ``guidance`` and no
+            ``uncond``: the doubled batch (2B, ...), conditional rows first, then unconditional.
+            float32, float16 or bfloat16 (the math is float32 either way).
+        dt: time step (t_next - t), in the flow time unit (noise 0 -> data 1).
+        guidance: None, a float w, or a (B,) sequence/array/tensor of per-sample w:
+            v = w * v_cond + (1 - w) * v_uncond.
+        uncond: (B, ...) unconditional velocity when it was evaluated in a separate call.
+        prev: (B, ...) float32 earlier velocity mixed in as ``cur_weight * v + prev_weight * prev``.
+        prev_weight: weight of ``prev``; ``cur_weight`` defaults to ``1 - prev_weight``.
+        store: (B, ...) float32 buffer that receives the guided velocity v (may be ``prev``).
+        out: (B, ...) float32 buffer for the new state (x is left unchanged).
+        backend: force "cpu", "cuda", "triton" or "torch" (the reference).
+
+    Returns:
+        The new state (``out``, or ``x`` updated in place); numpy in -> numpy out.
+    """
+    xt, as_np = to_torch(x, "x")
+    args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out)
+    reasons = _backend.device_reasons(xt.device.type)
+    name = _backend.select_backend("flow_step", xt.device.type, backend, reasons)
+    _RUN[name](args)
+    return from_torch(args.result, as_np)
+
+
+def flow_step_reference(x, velocity, dt, *, guidance=None, uncond=None, prev=None, prev_weight=0.0,
+                        cur_weight=None, store=None, out=None):
+    """The same update written as plain PyTorch float32 expressions (the tests' peer)."""
+    xt, as_np = to_torch(x, "x")
+    args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out)
+    _run_torch(args)
+    return from_torch(args.result, as_np)
+
+
+class _Args:
+    __slots__ = ("x", "out", "result", "vc", "vu", "w", "wu", "w_rows", "prev", "cw", "pw", "store", "dt",
+                 "writeback")
+
+
+def _as_tensor(a, name, device):
+    if a is None:
+        return None
+    t, _ = to_torch(a, name)
+    if t.device != device:
+        raise ValueError(f"flow_step: {name} is on {t.device}, but x is on {device}; keep them together")
+    return t
+
+
+def _check_f32(t, name, shape):
+    if t.dtype != torch.float32:
+        raise TypeError(f"flow_step: {name} must be float32, got {t.dtype}")
+    if tuple(t.shape) != shape:
+        raise ValueError(f"flow_step: {name} has shape {tuple(t.shape)}, expected {shape} (like x)")
+
+
+def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out) -> _Args:
+    if xt.dtype != torch.float32:
+        raise TypeError(f"flow_step: x must be float32 (the sampler state), got {xt.dtype}")
+    if xt.dim() < 1:
+        raise ValueError("flow_step: x must have a batch dimension, shape (B, ...)")
+    if not isinstance(dt, numbers.Real) or isinstance(dt, bool):
+        raise TypeError(f"flow_step: dt must be a real number, got {type(dt).__name__}")
+    dev, shape, B = xt.device, tuple(xt.shape), xt.shape[0]
+    a = _Args()
+    a.x, a.dt = xt, float(dt)
+    v = _as_tensor(velocity, "velocity", dev)
+    if v.dtype not in _VELOCITY_DTYPES:
+        raise TypeError(f"flow_step: velocity must be float32, float16 or bfloat16, got {v.dtype}")
+    a.w = a.wu = None
+    a.w_rows = None
+    if guidance is None:
+        if uncond is not None:
+            raise ValueError("flow_step: uncond was given without guidance; pass guidance=w to combine them")
+        if tuple(v.shape) != shape:
+            raise ValueError(f"flow_step: velocity has shape {tuple(v.shape)}, expected {shape} (like x)")
+        a.vc, a.vu = v, None
+    else:
+        if uncond is None:
+            want = (2 * B,) + shape[1:]
+            if tuple(v.shape) != want:
+                raise ValueError(
+                    f"flow_step: with guidance and no uncond, velocity must be the doubled batch {want} "
+                    f"(conditional rows first), got {tuple(v.shape)}")
+            a.vc, a.vu = v[:B], v[B:]
+        else:
+            u = _as_tensor(uncond, "uncond", dev)
+            if tuple(v.shape) != shape or tuple(u.shape) != shape:
+                raise ValueError(f"flow_step: velocity {tuple(v.shape)} and uncond {tuple(u.shape)} "
+                                 f"must both be shaped like x {shape}")
+            if u.dtype != v.dtype:
+                raise TypeError(f"flow_step: uncond must have the velocity's dtype {v.dtype}, got {u.dtype}")
+            a.vc, a.vu = v, u
+        if isinstance(guidance, numbers.Real) and not isinstance(guidance, bool):
+            a.w, a.wu = float(guidance), 1.0 - float(guidance)
+        else:
+            g = _as_tensor(guidance, "guidance", dev)
+            if g.dim() != 1 or g.shape[0] != B or not (g.is_floating_point() or g.dtype == torch.int64):
+                raise ValueError(f"flow_step: guidance must be a float or a ({B},) array of per-sample "
+                                 f"weights, got shape {tuple(g.shape)} dtype {g.dtype}")
+            a.w_rows = g.to(torch.float32).contiguous()
+    a.prev = _as_tensor(prev, "prev", dev)
+    if a.prev is not None:
+        _check_f32(a.prev, "prev", shape)
+    a.pw = float(prev_weight)
+    a.cw = 1.0 - a.pw if cur_weight is None else float(cur_weight)
+    a.store = _as_tensor(store, "store", dev)
+    if a.store is not None:
+        _check_f32(a.store, "store", shape)
+    o = _as_tensor(out, "out", dev)
+    if o is not None:
+        _check_f32(o, "out", shape)
+    a.out = xt if o is None else o
+    a.result = a.out
+    a.writeback = None
+    return a
+
+
+def _run_torch(a: _Args) -> None:
+    v = a.vc.float()
+    if a.vu is not None:
+        u = a.vu.float()
+        if a.w_rows is not None:
+            w = a.w_rows.view((-1,) + (1,) * (v.dim() - 1))
+            v = w * v + (1 - w) * u
+        else:
+            v = a.w * v + a.wu * u
+    d = v if a.prev is None else a.cw * v + a.pw * a.prev
+    new = a.x + torch.tensor(a.dt, dtype=torch.float32, device=a.x.device) * d
+    if a.store is not None:
+        a.store.copy_(v)
+    a.out.copy_(new)
+
+
+def _rows(t: torch.Tensor, B: int):
+    """(B, cols) view with unit column stride, or None when t cannot be viewed so."""
+    cols = t.numel() // B if B else 0
+    try:
+        r = t.view(B, cols)
+    except RuntimeError:
+        return None
+    if cols > 1 and r.stride(1) != 1:
+        return None
+    return r
+
+
+def _input_rows(t, B):
+    r = _rows(t, B) if t is not None else None
+    if t is not None and r is None:
+        r = _rows(t.contiguous(), B)
+    return r
+
+
+def _output_rows(a: _Args, t, B):
+    """Rows to write into; a non-viewable output gets a scratch buffer copied back afterwards."""
+    r = _rows(t, B)
+    if r is None:
+        r = torch.empty((B, t.numel() // B if B else 0), dtype=t.dtype, device=t.device)
+        a.writeback = a.writeback or []
+        a.writeback.append((t, r))
+    return r
+
+
+def _finish(a: _Args) -> None:
+    for dst, src in a.writeback or ():
+        dst.copy_(src.view(dst.shape))
+
+
+def _np(t: torch.Tensor):
+    """Zero-copy numpy view; bfloat16 travels as int16 bits (numpy has no bfloat16)."""
+    if t.dtype == torch.bfloat16:
+        t = t.view(torch.int16)
+    return t.detach().numpy()
+
+
+def _run_cpu(a: _Args) -> None:
+    B = a.x.shape[0]
+    if B == 0 or a.x.numel() == 0:
+        return
+    x = _input_rows(a.x, B)
+    out = _output_rows(a, a.out, B)
+    store = _output_rows(a, a.store, B) if a.store is not None else None
+    vc, vu, prev = _input_rows(a.vc, B), _input_rows(a.vu, B), _input_rows(a.prev, B)
+    if a.w_rows is not None:
+        g, gu = _np(a.w_rows), 0.0
+    else:
+        g, gu = (1.0 if a.w is None else a.w), (0.0 if a.wu is None else a.wu)
+    C.flow_step_cpu(_np(out), _np(x), _np(vc), _DTYPE_NAME[a.vc.dtype], None if vu is None else _np(vu),
+                    g, gu, None if prev is None else _np(prev), a.cw, a.pw,
+                    None if store is None else _np(store), a.dt)
+    _finish(a)
+
+
+def _run_cuda(a: _Args) -> None:
+    B = a.x.shape[0]
+    if B == 0 or a.x.numel() == 0:
+        return
+    x = _input_rows(a.x, B)
+    out = _output_rows(a, a.out, B)
+    store = _output_rows(a, a.store, B) if a.store is not None else None
+    vc, vu, prev = _input_rows(a.vc, B), _input_rows(a.vu, B), _input_rows(a.prev, B)
+    ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
+    stride = lambda t: 0 if t is None else t.stride(0)  # noqa: E731
+    with torch.cuda.device(a.x.device):
+        stream = torch.cuda.current_stream(a.x.device).cuda_stream
+        C.flow_step_cuda(B, x.shape[1], out.data_ptr(), out.stride(0), x.data_ptr(), x.stride(0),
+                         _DTYPE_NAME[a.vc.dtype], vc.data_ptr(), vc.stride(0), ptr(vu), stride(vu),
+                         1.0 if a.w is None else a.w, 0.0 if a.wu is None else a.wu, ptr(a.w_rows),
+                         ptr(prev), stride(prev), a.cw, a.pw, ptr(store), stride(store), a.dt, stream)
+    _finish(a)
+
+
+def _run_triton(a: _Args) -> None:
+    B = a.x.shape[0]
+    if B == 0 or a.x.numel() == 0:
+        return
+    x = _input_rows(a.x, B)
+    out = _output_rows(a, a.out, B)
+    store = _output_rows(a, a.store, B) if a.store is not None else None
+    vc, vu, prev = _input_rows(a.vc, B), _input_rows(a.vu, B), _input_rows(a.prev, B)
+    _backend.triton_kernels("flow_step").flow_step(
+        out, x, vc, vu, a.w, a.wu, a.w_rows, prev, a.cw, a.pw, store, a.dt)
+    _finish(a)
+
+
+_RUN = {"cpu": _run_cpu, "cuda": _run_cuda, "triton": _run_triton, "torch": _run_torch}
