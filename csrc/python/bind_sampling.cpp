@@ -130,13 +130,14 @@ void flow_step_cpu_py(py::buffer out, py::buffer x, py::buffer v_cond, const std
   sonicore::flow_step_cpu(a);
 }
 
-#ifdef SONICORE_WITH_CUDA
-void flow_step_cuda_py(int64_t rows, int64_t cols, uintptr_t out, int64_t out_stride, uintptr_t x,
-                       int64_t x_stride, const std::string& v_dtype, uintptr_t v_cond, int64_t v_cond_stride,
-                       uintptr_t v_uncond, int64_t v_uncond_stride, float guidance, float guidance_uncond,
-                       uintptr_t guidance_rows, uintptr_t prev, int64_t prev_stride, float cur_weight,
-                       float prev_weight, uintptr_t store,
-                       int64_t store_stride, float dt, uintptr_t stream) {
+// Raw-pointer form shared by the CUDA entry point and the CPU hot path of the sampler
+// (whose Python side has already checked every tensor's shape, dtype and layout).
+sonicore::FlowStepArgs raw_args(int64_t rows, int64_t cols, uintptr_t out, int64_t out_stride, uintptr_t x,
+                                int64_t x_stride, const std::string& v_dtype, uintptr_t v_cond,
+                                int64_t v_cond_stride, uintptr_t v_uncond, int64_t v_uncond_stride,
+                                float guidance, float guidance_uncond, uintptr_t guidance_rows, uintptr_t prev,
+                                int64_t prev_stride, float cur_weight, float prev_weight, uintptr_t store,
+                                int64_t store_stride, float dt) {
   sonicore::FlowStepArgs a;
   a.rows = rows;
   a.cols = cols;
@@ -160,6 +161,35 @@ void flow_step_cuda_py(int64_t rows, int64_t cols, uintptr_t out, int64_t out_st
   a.store_stride = store_stride;
   a.dt = dt;
   sonicore::flow_step_check(a);  // throws before the GIL is released
+  return a;
+}
+
+void flow_step_cpu_ptr_py(int64_t rows, int64_t cols, uintptr_t out, int64_t out_stride, uintptr_t x,
+                          int64_t x_stride, const std::string& v_dtype, uintptr_t v_cond, int64_t v_cond_stride,
+                          uintptr_t v_uncond, int64_t v_uncond_stride, float guidance, float guidance_uncond,
+                          uintptr_t guidance_rows, uintptr_t prev, int64_t prev_stride, float cur_weight,
+                          float prev_weight, uintptr_t store, int64_t store_stride, float dt) {
+  sonicore::FlowStepArgs a = raw_args(rows, cols, out, out_stride, x, x_stride, v_dtype, v_cond, v_cond_stride,
+                                      v_uncond, v_uncond_stride, guidance, guidance_uncond, guidance_rows, prev,
+                                      prev_stride, cur_weight, prev_weight, store, store_stride, dt);
+  // Small steps (a few µs) keep the GIL: releasing and re-taking it costs about as much.
+  if (rows * cols < (int64_t(1) << 16)) {
+    sonicore::flow_step_cpu(a);
+    return;
+  }
+  py::gil_scoped_release nogil;
+  sonicore::flow_step_cpu(a);
+}
+
+#ifdef SONICORE_WITH_CUDA
+void flow_step_cuda_py(int64_t rows, int64_t cols, uintptr_t out, int64_t out_stride, uintptr_t x,
+                       int64_t x_stride, const std::string& v_dtype, uintptr_t v_cond, int64_t v_cond_stride,
+                       uintptr_t v_uncond, int64_t v_uncond_stride, float guidance, float guidance_uncond,
+                       uintptr_t guidance_rows, uintptr_t prev, int64_t prev_stride, float cur_weight,
+                       float prev_weight, uintptr_t store, int64_t store_stride, float dt, uintptr_t stream) {
+  sonicore::FlowStepArgs a = raw_args(rows, cols, out, out_stride, x, x_stride, v_dtype, v_cond, v_cond_stride,
+                                      v_uncond, v_uncond_stride, guidance, guidance_uncond, guidance_rows, prev,
+                                      prev_stride, cur_weight, prev_weight, store, store_stride, dt);
   py::gil_scoped_release nogil;
   sonicore::flow_step_cuda(a, reinterpret_cast<void*>(stream));
 }
@@ -173,6 +203,12 @@ void bind_sampling(py::module_& m) {
         py::arg("cur_weight"), py::arg("prev_weight"),
         py::arg("store"), py::arg("dt"),
         "Fused flow-matching step on (rows, cols) CPU buffers; see sonicore.ops.flow_step.");
+  m.def("flow_step_cpu_ptr", &flow_step_cpu_ptr_py, py::arg("rows"), py::arg("cols"), py::arg("out"),
+        py::arg("out_stride"), py::arg("x"), py::arg("x_stride"), py::arg("v_dtype"), py::arg("v_cond"),
+        py::arg("v_cond_stride"), py::arg("v_uncond"), py::arg("v_uncond_stride"), py::arg("guidance"),
+        py::arg("guidance_uncond"), py::arg("guidance_rows"), py::arg("prev"), py::arg("prev_stride"),
+        py::arg("cur_weight"), py::arg("prev_weight"), py::arg("store"), py::arg("store_stride"), py::arg("dt"),
+        "flow_step_cpu on raw addresses (element strides); the caller guarantees the memory.");
 #ifdef SONICORE_WITH_CUDA
   m.def("flow_step_cuda", &flow_step_cuda_py, py::arg("rows"), py::arg("cols"), py::arg("out"),
         py::arg("out_stride"), py::arg("x"), py::arg("x_stride"), py::arg("v_dtype"), py::arg("v_cond"),

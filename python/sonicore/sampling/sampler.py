@@ -103,7 +103,12 @@ def sample(velocity_fn: Callable[..., torch.Tensor], x0, *, steps: Optional[int]
 
 
 class _Loop:
-    """Everything the steps reuse: buffers, time tensors, batched conditions, the kernel."""
+    """Everything the steps reuse: buffers, time tensors, batched conditions, the kernel.
+
+    The fused kernel is called with "handles": on the CPU backend zero-copy (rows, cols)
+    numpy views made once per buffer (the C++ binding reads the buffer protocol), elsewhere
+    the tensors themselves. Only velocity_fn's fresh output is wrapped per step.
+    """
 
     def __init__(self, fn, x0, grid, solver, cfg, conditions, generator, backend):
         self.fn, self.grid, self.solver, self.cfg, self.generator = fn, grid, solver, cfg, generator
@@ -122,50 +127,81 @@ class _Loop:
                 self.cond2 = batch_conditions(conditions, cfg.uncond, B)
                 self.batched = True
                 rows = 2 * B
+        self.rows = rows
+        self._device = dev
+        reasons = _backend.device_reasons(dev.type)
+        self.backend = _backend.select_backend("sample", dev.type, backend, reasons)
+        self.cpu = self.backend == "cpu"
         # The state lives in the first B rows of a (rows, ...) buffer so that a batched
         # guidance step only copies it into the second half before calling velocity_fn.
         self.xbuf = torch.empty((rows,) + self.shape[1:], dtype=torch.float32, device=dev)
         self.tbuf = torch.empty_like(self.xbuf) if solver in ("heun", "midpoint") else None
         self.vbuf = torch.empty(self.shape, dtype=torch.float32, device=dev) if solver in ("heun", "multistep") else None
+        self.cols = int(np.prod(self.shape[1:], dtype=np.int64))
+        self._half_bytes = {dt: B * self.cols * dt.itemsize for dt in _fs._VELOCITY_DTYPES}
+        self.xs, self.hx, self.copy_x = self._state(self.xbuf)
+        if self.tbuf is not None:
+            self.ys, self.hy, self.copy_y = self._state(self.tbuf)
+        self.hv = self._handle(self.vbuf) if self.vbuf is not None else None
         self._times = {}
-        self._device = dev
-        reasons = _backend.device_reasons(dev.type)
-        self.backend = _backend.select_backend("sample", dev.type, backend, reasons)
         self._kernel = self._make_kernel()
 
     # -- pieces -------------------------------------------------------------------------
+    def _handle(self, t):
+        """What the kernel takes for a state buffer: its address on the CPU, else the tensor."""
+        return t.data_ptr() if self.cpu else t
+
+    def _state(self, buf):
+        """(state tensor, its kernel handle, copier into the unconditional half or None)."""
+        B = self.B
+        first = buf[:B]
+        copier = None
+        if buf.shape[0] != B:
+            if self.cpu:  # numpy's copy has the smaller per-call cost for these small copies
+                lo, hi = first.numpy(), buf[B:].numpy()
+                copier = lambda: np.copyto(hi, lo)  # noqa: E731
+            else:
+                hi = buf[B:]
+                copier = lambda: hi.copy_(first)  # noqa: E731
+        return first, self._handle(first), copier
+
+    def prepare_times(self, times):
+        """Builds the (B,) and (2B,) time tensors for every time the run visits, in one go."""
+        times = sorted(set(times) - {t for t, _ in self._times})
+        if not times:
+            return
+        counts = (self.B, 2 * self.B) if self.cfg is not None else (self.B,)
+        for n in counts:
+            table = torch.from_numpy(np.repeat(np.asarray(times, dtype=np.float32)[:, None], n, 1))
+            for t, row in zip(times, table.to(self._device).unbind(0)):
+                self._times[(t, n)] = row
+
     def _t(self, t: float, n: int) -> torch.Tensor:
-        key = (t, n)
-        tt = self._times.get(key)
+        tt = self._times.get((t, n))
         if tt is None:
-            tt = torch.full((n,), t, dtype=torch.float32, device=self._device)
-            self._times[key] = tt
+            self.prepare_times([t])
+            tt = self._times[(t, n)]
         return tt
 
     def _make_kernel(self):
-        B, w, wu = self.B, self.w, (None if self.w is None else 1.0 - self.w)
-        if self.backend == "cpu":
-            flow = C.flow_step_cpu
+        w = self.w
+        wu = None if w is None else 1.0 - w
+        if self.cpu:
+            flow, B, n = C.flow_step_cpu_ptr, self.B, self.cols
             g = 1.0 if w is None else w
             gu = 0.0 if wu is None else wu
-            if self.w_rows is not None:
-                g, gu = self.w_rows.numpy(), 0.0
-            names = _fs._DTYPE_NAME
+            grows = 0 if self.w_rows is None else self.w_rows.data_ptr()
 
-            def rows_np(t):
-                if t.dtype == torch.bfloat16:
-                    t = t.view(torch.int16)
-                return t.view(B, -1).numpy()
-
-            def kernel(out, x, vc, vu, prev, cw, pw, store, dt):
-                flow(rows_np(out), rows_np(x), rows_np(vc), names[vc.dtype],
-                     None if vu is None else rows_np(vu), g if vu is not None else 1.0, gu,
-                     None if prev is None else rows_np(prev), cw, pw,
-                     None if store is None else rows_np(store), dt)
+            def kernel(out, x, v, prev, cw, pw, store, dt):
+                # v = (v_cond address, v_uncond address or 0, dtype name, the tensor kept alive)
+                vc, vu, name, _ = v
+                flow(B, n, out, n, x, n, name, vc, n, vu, n, g if vu else 1.0, gu, grows if vu else 0,
+                     prev or 0, n, cw, pw, store or 0, n, dt)
             return kernel
         run = _fs._RUN[self.backend]
 
-        def kernel(out, x, vc, vu, prev, cw, pw, store, dt):
+        def kernel(out, x, v, prev, cw, pw, store, dt):
+            vc, vu, _, _ = v
             a = _fs._Args()
             a.x, a.out, a.result, a.vc, a.vu = x, out, out, vc, vu
             a.w, a.wu, a.w_rows = (w, wu, self.w_rows) if vu is not None else (None, None, None)
@@ -176,71 +212,83 @@ class _Loop:
     def _check_v(self, v, rows):
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"velocity_fn must return a torch tensor, got {type(v).__name__}")
-        want = (rows,) + self.shape[1:]
-        if tuple(v.shape) != want:
+        if v.shape[1:] != self.shape[1:] or v.shape[0] != rows:
+            want = (rows,) + self.shape[1:]
             raise ValueError(f"velocity_fn returned shape {tuple(v.shape)}, expected {want}: it must return "
                              "a velocity shaped like its input x, the same at every call")
         if v.dtype not in _fs._VELOCITY_DTYPES:
             raise TypeError(f"velocity_fn must return float32, float16 or bfloat16, got {v.dtype}")
         if v.device != self._device:
             raise ValueError(f"velocity_fn returned a tensor on {v.device}, expected {self._device}")
-        return v if v.is_contiguous() else v.contiguous()
+        if not v.is_contiguous():
+            v = v.contiguous()
+        return v
 
-    def evaluate(self, buf: torch.Tensor, t: float):
-        """(v_cond, v_uncond or None) at time t for the state in buf[:B]."""
-        B, fn, cfg = self.B, self.fn, self.cfg
-        x = buf[:B] if buf.shape[0] != B else buf
+    def evaluate(self, buf, copier, t: float):
+        """(v_cond, v_uncond or None/0, dtype name, keep-alive) at time t for the state in the
+        first B rows of buf; copier fills buf's unconditional half."""
+        B, fn, cfg, cpu = self.B, self.fn, self.cfg, self.cpu
         if cfg is not None and cfg.active(t):
             if self.batched:
-                buf[B:].copy_(x)
+                copier()
                 v = self._check_v(fn(buf, self._t(t, 2 * B), **self.cond2), 2 * B)
-                return v[:B], v[B:]
+                if cpu:
+                    p = v.data_ptr()
+                    return p, p + self._half_bytes[v.dtype], _fs._DTYPE_NAME[v.dtype], v
+                return v[:B], v[B:], None, v
+            x = buf[:B] if buf.shape[0] != B else buf
             vc = self._check_v(fn(x, self._t(t, B), **self.cond), B)
             vu = self._check_v(fn(x, self._t(t, B), **self.uncond), B)
-            return vc, vu
-        return self._check_v(fn(x, self._t(t, B), **self.cond), B), None
+            if vu.dtype != vc.dtype:
+                raise TypeError("velocity_fn returned different dtypes for the two guidance branches")
+            if cpu:
+                return vc.data_ptr(), vu.data_ptr(), _fs._DTYPE_NAME[vc.dtype], (vc, vu)
+            return vc, vu, None, None
+        x = buf[:B] if buf.shape[0] != B else buf
+        v = self._check_v(fn(x, self._t(t, B), **self.cond), B)
+        if cpu:
+            return v.data_ptr(), 0, _fs._DTYPE_NAME[v.dtype], v
+        return v, None, None, v
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, x0, callback=None, cache=None):
-        B, grid, k = self.B, self.grid, self._kernel
-        xs = self.xbuf[:B] if self.xbuf.shape[0] != B else self.xbuf
+        grid, k, solver, ev = self.grid, self._kernel, self.solver, self.evaluate
+        xs, hx, copy_x, xbuf = self.xs, self.hx, self.copy_x, self.xbuf
         xs.copy_(x0)
-        ts = [float(t) for t in grid]
+        ts = grid.tolist()
         # dt exactly as MMAudio forms it: the float32 difference of float32 grid times.
-        dts = [float(d) for d in (grid[1:] - grid[:-1])]
+        dts = (grid[1:] - grid[:-1]).tolist()
         n = len(dts)
-        solver, ev = self.solver, self.evaluate
+        stage2 = []
+        if solver == "heun":
+            stage2 = ts[1:]
+        elif solver == "midpoint":
+            stage2 = [t + 0.5 * dt for t, dt in zip(ts, dts)]
+        self.prepare_times(ts[:-1] + stage2)
         if cache is not None:
             cache.reset()
         for i in range(n):
             t, dt = ts[i], dts[i]
             if solver == "euler":
-                vc, vu = cache.evaluate(ev, self.xbuf, t, xs, i, n) if cache is not None else ev(self.xbuf, t)
-                k(xs, xs, vc, vu, None, 1.0, 0.0, None, dt)
+                v = cache.evaluate(ev, xbuf, copy_x, t, xs, i, n) if cache is not None else ev(xbuf, copy_x, t)
+                k(hx, hx, v, None, 1.0, 0.0, None, dt)
             elif solver == "multistep":
-                vc, vu = cache.evaluate(ev, self.xbuf, t, xs, i, n) if cache is not None else ev(self.xbuf, t)
+                v = cache.evaluate(ev, xbuf, copy_x, t, xs, i, n) if cache is not None else ev(xbuf, copy_x, t)
                 if i == 0:
-                    k(xs, xs, vc, vu, None, 1.0, 0.0, self.vbuf, dt)
+                    k(hx, hx, v, None, 1.0, 0.0, self.hv, dt)
                 else:
                     # Adams-Bashforth 2 with variable steps: extrapolate the velocity linearly
                     # from the previous step's to the middle of this one.
                     r = dt / (2.0 * dts[i - 1])
-                    k(xs, xs, vc, vu, self.vbuf, 1.0 + r, -r, self.vbuf, dt)
+                    k(hx, hx, v, self.hv, 1.0 + r, -r, self.hv, dt)
             elif solver == "heun":
-                ys = self.tbuf[:B]
-                vc, vu = ev(self.xbuf, t)
-                k(ys, xs, vc, vu, None, 1.0, 0.0, self.vbuf, dt)
-                vc, vu = ev(self.tbuf, ts[i + 1])
-                k(xs, xs, vc, vu, self.vbuf, 0.5, 0.5, None, dt)
+                k(self.hy, hx, ev(xbuf, copy_x, t), None, 1.0, 0.0, self.hv, dt)
+                k(hx, hx, ev(self.tbuf, self.copy_y, stage2[i]), self.hv, 0.5, 0.5, None, dt)
             elif solver == "midpoint":
-                ys = self.tbuf[:B]
-                vc, vu = ev(self.xbuf, t)
-                k(ys, xs, vc, vu, None, 1.0, 0.0, None, 0.5 * dt)
-                vc, vu = ev(self.tbuf, t + 0.5 * dt)
-                k(xs, xs, vc, vu, None, 1.0, 0.0, None, dt)
+                k(self.hy, hx, ev(xbuf, copy_x, t), None, 1.0, 0.0, None, 0.5 * dt)
+                k(hx, hx, ev(self.tbuf, self.copy_y, stage2[i]), None, 1.0, 0.0, None, dt)
             else:  # pingpong: jump to the data estimate, then re-noise to the next time
-                vc, vu = ev(self.xbuf, t)
-                k(xs, xs, vc, vu, None, 1.0, 0.0, None, 1.0 - t)
+                k(hx, hx, ev(xbuf, copy_x, t), None, 1.0, 0.0, None, 1.0 - t)
                 if i + 1 < n:
                     noise = torch.randn(xs.shape, generator=self.generator, dtype=xs.dtype, device=xs.device)
                     torch.lerp(noise, xs, ts[i + 1], out=xs)
