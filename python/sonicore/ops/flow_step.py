@@ -52,7 +52,9 @@ def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
     reasons = _backend.device_reasons(xt.device.type)
     name = _backend.select_backend("flow_step", xt.device.type, backend, reasons)
     _RUN[name](args)
-    return from_torch(args.result, as_np)
+    if as_np:  # hand back the caller's own array, updated in place
+        return x if out is None else out
+    return args.result
 
 
 def flow_step_reference(x, velocity, dt, *, guidance=None, uncond=None, prev=None, prev_weight=0.0,
