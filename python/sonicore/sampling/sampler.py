@@ -6,8 +6,8 @@ kernel (sonicore.ops.flow_step's backends); everything that does not change betw
 """
 from __future__ import annotations
 
-import importlib
 import numbers
+import sys
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -18,8 +18,11 @@ from .._ext import C
 from .guidance import Guidance, batch_conditions
 from .schedules import Schedule, time_grid
 
-# The module, not the function that sonicore.ops exports under the same name.
-_fs = importlib.import_module("sonicore.ops.flow_step")
+# sonicore.ops exports the function flow_step from the submodule of the same name. Going
+# through the package's lazy export (and not importing the submodule directly) keeps
+# sonicore.ops.flow_step bound to the function; the module is then taken from sys.modules.
+from ..ops import flow_step as _flow_step_fn  # noqa: E402,F401
+_fs = sys.modules["sonicore.ops.flow_step"]
 
 SOLVERS = ("euler", "heun", "midpoint", "multistep", "pingpong")
 
