@@ -49,12 +49,22 @@ def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
     """
     xt, as_np = to_torch(x, "x")
     args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out)
-    reasons = _backend.device_reasons(xt.device.type)
-    name = _backend.select_backend("flow_step", xt.device.type, backend, reasons)
+    name = _backend.select_backend("flow_step", xt.device.type, backend, _reasons(xt.device.type))
     _RUN[name](args)
     if as_np:  # hand back the caller's own array, updated in place
         return x if out is None else out
     return args.result
+
+
+_REASONS = {}
+
+
+def _reasons(device_type: str) -> dict:
+    """Backend availability per device type, computed once per process (it cannot change)."""
+    r = _REASONS.get(device_type)
+    if r is None:
+        r = _REASONS[device_type] = _backend.device_reasons(device_type)
+    return r
 
 
 def flow_step_reference(x, velocity, dt, *, guidance=None, uncond=None, prev=None, prev_weight=0.0,
@@ -71,10 +81,15 @@ class _Args:
                  "writeback")
 
 
+def _is_real(v) -> bool:
+    t = type(v)
+    return t is float or t is int or (isinstance(v, numbers.Real) and t is not bool)
+
+
 def _as_tensor(a, name, device):
     if a is None:
         return None
-    t, _ = to_torch(a, name)
+    t = a if type(a) is torch.Tensor else to_torch(a, name)[0]
     if t.device != device:
         raise ValueError(f"flow_step: {name} is on {t.device}, but x is on {device}; keep them together")
     return t
@@ -92,7 +107,7 @@ def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, 
         raise TypeError(f"flow_step: x must be float32 (the sampler state), got {xt.dtype}")
     if xt.dim() < 1:
         raise ValueError("flow_step: x must have a batch dimension, shape (B, ...)")
-    if not isinstance(dt, numbers.Real) or isinstance(dt, bool):
+    if not _is_real(dt):
         raise TypeError(f"flow_step: dt must be a real number, got {type(dt).__name__}")
     dev, shape, B = xt.device, tuple(xt.shape), xt.shape[0]
     a = _Args()
@@ -115,7 +130,7 @@ def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, 
                 raise ValueError(
                     f"flow_step: with guidance and no uncond, velocity must be the doubled batch {want} "
                     f"(conditional rows first), got {tuple(v.shape)}")
-            a.vc, a.vu = v[:B], v[B:]
+            a.vc, a.vu = v.narrow(0, 0, B), v.narrow(0, B, B)
         else:
             u = _as_tensor(uncond, "uncond", dev)
             if tuple(v.shape) != shape or tuple(u.shape) != shape:
@@ -124,7 +139,7 @@ def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, 
             if u.dtype != v.dtype:
                 raise TypeError(f"flow_step: uncond must have the velocity's dtype {v.dtype}, got {u.dtype}")
             a.vc, a.vu = v, u
-        if isinstance(guidance, numbers.Real) and not isinstance(guidance, bool):
+        if _is_real(guidance):
             a.w, a.wu = float(guidance), 1.0 - float(guidance)
         else:
             g = _as_tensor(guidance, "guidance", dev)
@@ -196,50 +211,73 @@ def _output_rows(a: _Args, t, B):
 
 def _finish(a: _Args) -> None:
     for dst, src in a.writeback or ():
-        dst.copy_(src.view(dst.shape))
+        if dst is not None:
+            dst.copy_(src.view(dst.shape))
 
 
-def _np(t: torch.Tensor):
-    """Zero-copy numpy view; bfloat16 travels as int16 bits (numpy has no bfloat16)."""
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.detach().numpy()
+def _raw(a: _Args, t, B, cols, output=False):
+    """(address, row stride in elements) of t seen as (B, cols) rows with unit column stride."""
+    if t is None:
+        return 0, 0
+    if t.is_contiguous():
+        return t.data_ptr(), cols
+    r = _output_rows(a, t, B) if output else _input_rows(t, B)
+    if not output:
+        a.writeback = a.writeback or []
+        a.writeback.append((None, r))  # keeps a contiguous copy alive until the call returns
+    return r.data_ptr(), r.stride(0)
+
+
+def _check_aliasing(specs, B, cols):
+    """Each output must be exactly one input (same address and stride) or disjoint from it."""
+    def span(p, s, size):
+        return p, p + ((B - 1) * s + cols) * size
+    outs = [(n, p, s, z) for n, p, s, z, is_out in specs if is_out and p]
+    for on, op, os_, oz in outs:
+        olo, ohi = span(op, os_, oz)
+        for n, p, s, z, _ in specs:
+            if not p or n == on:
+                continue
+            lo, hi = span(p, s, z)
+            if (p == op and s == os_ and z == oz) or ohi <= lo or hi <= olo:
+                if p == op and n in ("out", "store") and on in ("out", "store"):
+                    raise ValueError("flow_step: store and out must be different buffers")
+                continue
+            raise ValueError(f"flow_step: {on} partially overlaps {n}; pass the same tensor (in place) "
+                             "or a separate one")
+
+
+def _raw_args(a: _Args):
+    B = a.x.shape[0]
+    cols = a.x.numel() // B
+    out = _raw(a, a.out, B, cols, output=True)
+    store = _raw(a, a.store, B, cols, output=True)
+    x, vc, vu, prev = (_raw(a, t, B, cols) for t in (a.x, a.vc, a.vu, a.prev))
+    vz = a.vc.element_size()
+    _check_aliasing([("out", out[0], out[1], 4, True), ("store", store[0], store[1], 4, True),
+                     ("x", x[0], x[1], 4, False), ("velocity", vc[0], vc[1], vz, False),
+                     ("uncond", vu[0], vu[1], vz, False), ("prev", prev[0], prev[1], 4, False)], B, cols)
+    guided = a.vu is not None
+    g = 1.0 if a.w is None else a.w
+    gu = 0.0 if a.wu is None else a.wu
+    grows = a.w_rows.data_ptr() if (guided and a.w_rows is not None) else 0
+    return (B, cols, out[0], out[1], x[0], x[1], _DTYPE_NAME[a.vc.dtype], vc[0], vc[1], vu[0], vu[1],
+            g, gu, grows, prev[0], prev[1], a.cw, a.pw, store[0], store[1], a.dt)
 
 
 def _run_cpu(a: _Args) -> None:
-    B = a.x.shape[0]
-    if B == 0 or a.x.numel() == 0:
+    if a.x.shape[0] == 0 or a.x.numel() == 0:
         return
-    x = _input_rows(a.x, B)
-    out = _output_rows(a, a.out, B)
-    store = _output_rows(a, a.store, B) if a.store is not None else None
-    vc, vu, prev = _input_rows(a.vc, B), _input_rows(a.vu, B), _input_rows(a.prev, B)
-    if a.w_rows is not None:
-        g, gu = _np(a.w_rows), 0.0
-    else:
-        g, gu = (1.0 if a.w is None else a.w), (0.0 if a.wu is None else a.wu)
-    C.flow_step_cpu(_np(out), _np(x), _np(vc), _DTYPE_NAME[a.vc.dtype], None if vu is None else _np(vu),
-                    g, gu, None if prev is None else _np(prev), a.cw, a.pw,
-                    None if store is None else _np(store), a.dt)
+    C.flow_step_cpu_ptr(*_raw_args(a))
     _finish(a)
 
 
 def _run_cuda(a: _Args) -> None:
-    B = a.x.shape[0]
-    if B == 0 or a.x.numel() == 0:
+    if a.x.shape[0] == 0 or a.x.numel() == 0:
         return
-    x = _input_rows(a.x, B)
-    out = _output_rows(a, a.out, B)
-    store = _output_rows(a, a.store, B) if a.store is not None else None
-    vc, vu, prev = _input_rows(a.vc, B), _input_rows(a.vu, B), _input_rows(a.prev, B)
-    ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
-    stride = lambda t: 0 if t is None else t.stride(0)  # noqa: E731
+    args = _raw_args(a)
     with torch.cuda.device(a.x.device):
-        stream = torch.cuda.current_stream(a.x.device).cuda_stream
-        C.flow_step_cuda(B, x.shape[1], out.data_ptr(), out.stride(0), x.data_ptr(), x.stride(0),
-                         _DTYPE_NAME[a.vc.dtype], vc.data_ptr(), vc.stride(0), ptr(vu), stride(vu),
-                         1.0 if a.w is None else a.w, 0.0 if a.wu is None else a.wu, ptr(a.w_rows),
-                         ptr(prev), stride(prev), a.cw, a.pw, ptr(store), stride(store), a.dt, stream)
+        C.flow_step_cuda(*args, torch.cuda.current_stream(a.x.device).cuda_stream)
     _finish(a)
 
 
