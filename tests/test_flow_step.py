@@ -224,3 +224,25 @@ def test_gpu_backends_match_torch(backend, vdtype, shape):
     got2 = flow_step(x, v[:B], 0.5, guidance=4.5, uncond=v[B:], out=torch.empty_like(x), backend=backend)
     torch.testing.assert_close(got2, x + 0.5 * (4.5 * v[:B].float() + (1 - 4.5) * v[B:].float()),
                                rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("vdtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("guided", [False, True])
+def test_default_backend_fast_path(vdtype, guided, rng):
+    """The sampler's common call (no backend named, in place, contiguous) takes a shorter path."""
+    shape = (3, 61, 7)
+    x = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    rows = 6 if guided else 3
+    v = torch.from_numpy(rng.standard_normal((rows,) + shape[1:]).astype(np.float32)).to(vdtype)
+    w = float(rng.uniform(1, 6))
+    if guided:
+        want, _ = expected(x, v[:3].float(), v[3:].float(), w, None, 0.0, 1.0, 0.07)
+    else:
+        want, _ = expected(x, v.float(), None, None, None, 0.0, 1.0, 0.07)
+    got = x.clone()
+    assert flow_step(got, v, 0.07, guidance=w if guided else None) is got
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    # a velocity that partially overlaps the state is refused, not silently used
+    big = torch.zeros(2 * 3 * 61 * 7 + 5)
+    with pytest.raises(ValueError, match="partially overlaps"):
+        flow_step(big[5:5 + x.numel()].view(shape), big[:x.numel()].view(shape), 0.1)

@@ -47,6 +47,9 @@ def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
     Returns:
         The new state (``out``, or ``x`` updated in place); numpy in -> numpy out.
     """
+    if (backend is None and uncond is None and prev is None and store is None and out is None
+            and type(x) is torch.Tensor and type(velocity) is torch.Tensor and _fast_cpu(x, velocity, dt, guidance)):
+        return x
     xt, as_np = to_torch(x, "x")
     args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out)
     name = _backend.select_backend("flow_step", xt.device.type, backend, _reasons(xt.device.type))
@@ -57,6 +60,37 @@ def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
 
 
 _REASONS = {}
+
+
+def _fast_cpu(x, v, dt, guidance) -> bool:
+    """The sampler's common call (contiguous CPU float32 state, velocity or doubled velocity,
+    no guidance or one scalar w, in place) with the fewest Python steps; False: not this case,
+    the general path takes it (and produces the error messages)."""
+    if (x.dtype is not torch.float32 or not x.is_contiguous() or not v.is_contiguous()
+            or x.device.type != "cpu" or v.device.type != "cpu" or x.dim() < 1):
+        return False
+    name = _DTYPE_NAME.get(v.dtype)
+    tdt, tg = type(dt), type(guidance)
+    if name is None or (tdt is not float and tdt is not int) or (
+            guidance is not None and tg is not float and tg is not int):
+        return False
+    B, n = x.shape[0], x.numel()
+    rows = 2 * B if guidance is not None else B
+    if v.shape[0] != rows or v.shape[1:] != x.shape[1:] or n == 0:
+        return False
+    cols = n // B
+    xp, vp = x.data_ptr(), v.data_ptr()
+    vbytes = v.numel() * v.element_size()
+    if not (xp == vp and guidance is None) and xp < vp + vbytes and vp < xp + 4 * n:
+        return False  # overlapping: let the general path judge it
+    if guidance is None:
+        C.flow_step_cpu_ptr(B, cols, xp, cols, xp, cols, name, vp, cols, 0, 0, 1.0, 0.0, 0, 0, 0,
+                            1.0, 0.0, 0, 0, dt)
+    else:
+        w = float(guidance)
+        C.flow_step_cpu_ptr(B, cols, xp, cols, xp, cols, name, vp, cols, vp + vbytes // 2, cols, w, 1.0 - w,
+                            0, 0, 0, 1.0, 0.0, 0, 0, dt)
+    return True
 
 
 def _reasons(device_type: str) -> dict:
