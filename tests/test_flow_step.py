@@ -124,6 +124,22 @@ def test_out_and_numpy_and_noncontiguous(rng):
     torch.testing.assert_close(xt, want, rtol=1e-6, atol=1e-6)
 
 
+def test_copy_to_receives_the_new_state(rng):
+    x = torch.from_numpy(rng.standard_normal((3, 41)).astype(np.float32))
+    v = torch.from_numpy(rng.standard_normal((6, 41)).astype(np.float32))
+    for backend in cpu_backends():
+        buf = torch.cat([x, torch.full_like(x, np.nan)])  # state in the first half, copy in the second
+        flow_step(buf[:3], v, 0.2, guidance=2.0, copy_to=buf[3:], backend=backend)
+        want, _ = expected(x, v[:3], v[3:], 2.0, None, 0.0, 1.0, 0.2)
+        torch.testing.assert_close(buf[:3], want, rtol=1e-6, atol=1e-6)
+        assert torch.equal(buf[3:], buf[:3])
+    with pytest.raises(ValueError, match="must be different buffers"):
+        flow_step(x, v, 0.2, guidance=2.0, copy_to=x)
+    xn = np.zeros((2, 8), np.float32)
+    with pytest.raises(ValueError, match="out_copy and out must be different"):
+        C.flow_step_cpu(xn, xn, xn, "float32", None, 1.0, 0.0, None, 1.0, 0.0, None, 0.1, out_copy=xn)
+
+
 def test_store_may_alias_prev(rng):
     x = torch.from_numpy(rng.standard_normal((2, 50)).astype(np.float32))
     v = torch.from_numpy(rng.standard_normal((2, 50)).astype(np.float32))
@@ -199,7 +215,7 @@ def test_binding_checks_buffers():
         C.flow_step_cpu(x, x, x, "float64", None, 1.0, 0.0, None, 1.0, 0.0, None, 0.1)
     with pytest.raises(ValueError, match="row stride"):
         C.flow_step_cpu_ptr(2, 8, x.ctypes.data, 4, x.ctypes.data, 8, "float32", x.ctypes.data, 8, 0, 0,
-                            1.0, 0.0, 0, 0, 0, 1.0, 0.0, 0, 0, 0.1)
+                            1.0, 0.0, 0, 0, 0, 1.0, 0.0, 0, 0, 0, 0, 0.1)
 
 
 @requires_cuda

@@ -24,6 +24,8 @@ void flow_step_check(const FlowStepArgs& a) {
                  "flow_step: the previous velocity's row stride is smaller than the row length");
   SONICORE_CHECK(!a.store || stride_ok(a.store_stride),
                  "flow_step: the store buffer's row stride is smaller than the row length");
+  SONICORE_CHECK(!a.out_copy || stride_ok(a.out_copy_stride),
+                 "flow_step: the out_copy buffer's row stride is smaller than the row length");
 }
 
 namespace detail {
@@ -42,6 +44,7 @@ struct ScalarRow {
     const void* vu = Guided ? static_cast<const char*>(a.v_uncond) + row * a.v_uncond_stride * vsz : nullptr;
     const float* pv = Prev ? a.prev + row * a.prev_stride : nullptr;
     float* st = Store ? a.store + row * a.store_stride : nullptr;
+    float* dup = a.out_copy ? a.out_copy + row * a.out_copy_stride : nullptr;
     const float cur = a.cur_weight, pw = a.prev_weight, dt = a.dt;
     for (int64_t i = c0; i < c1; ++i) {
       float v = load_v<D>(vc, i);
@@ -51,6 +54,7 @@ struct ScalarRow {
       const float o = x[i] + dt * d;
       if constexpr (Store) st[i] = v;
       out[i] = o;
+      if (dup) dup[i] = o;
     }
   }
 };

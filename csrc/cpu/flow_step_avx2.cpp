@@ -38,6 +38,7 @@ struct Avx2Row {
     const void* vu = Guided ? static_cast<const char*>(a.v_uncond) + row * a.v_uncond_stride * vsz : nullptr;
     const float* pv = Prev ? a.prev + row * a.prev_stride : nullptr;
     float* st = Store ? a.store + row * a.store_stride : nullptr;
+    float* dup = a.out_copy ? a.out_copy + row * a.out_copy_stride : nullptr;
     const __m256 vw = _mm256_set1_ps(w), vwu = _mm256_set1_ps(wu);
     const __m256 vcur = _mm256_set1_ps(a.cur_weight), vpw = _mm256_set1_ps(a.prev_weight);
     const __m256 vdt = _mm256_set1_ps(a.dt);
@@ -50,6 +51,7 @@ struct Avx2Row {
       const __m256 o = _mm256_add_ps(_mm256_loadu_ps(x + i), _mm256_mul_ps(vdt, d));
       if constexpr (Store) _mm256_storeu_ps(st + i, v);
       _mm256_storeu_ps(out + i, o);
+      if (dup) _mm256_storeu_ps(dup + i, o);
     }
     if (i < c1) flow_step_row_scalar(a, row, i, c1, w, wu);
   }

@@ -64,6 +64,8 @@ struct Params {
   float cw, pw;
   float* store;
   int64_t store_s;
+  float* dup;
+  int64_t dup_s;
   float dt;
 };
 
@@ -90,6 +92,7 @@ __global__ void flow_step_kernel(Params p) {
     const float* pv = P ? p.prev + row * p.prev_s : nullptr;
     float* out = p.out + row * p.out_s;
     float* st = S ? p.store + row * p.store_s : nullptr;
+    float* dup = p.dup ? p.dup + row * p.dup_s : nullptr;
     for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < groups;
          g += int64_t(gridDim.x) * blockDim.x) {
       const int64_t i = g * VEC;
@@ -105,6 +108,7 @@ __global__ void flow_step_kernel(Params p) {
         o.w = __fadd_rn(xv.w, __fmul_rn(p.dt, combine<G, P>(a.w, b.w, q.w, w, wu, p.cw, p.pw, v.w)));
         if (S) *reinterpret_cast<float4*>(st + i) = v;
         *reinterpret_cast<float4*>(out + i) = o;
+        if (dup) *reinterpret_cast<float4*>(dup + i) = o;
       } else {
         float v;
         float d = combine<G, P>(Vec4Load<VT>::load1(vc + i), G ? Vec4Load<VT>::load1(vu + i) : 0.0f,
@@ -112,6 +116,7 @@ __global__ void flow_step_kernel(Params p) {
         float o = __fadd_rn(x[i], __fmul_rn(p.dt, d));
         if (S) st[i] = v;
         out[i] = o;
+        if (dup) dup[i] = o;
       }
     }
   }
@@ -159,10 +164,11 @@ void flow_step_cuda(const FlowStepArgs& a, void* stream) {
   if (a.rows == 0 || a.cols == 0) return;
   Params p{a.rows, a.cols, a.out, a.out_stride, a.x, a.x_stride, a.v_cond, a.v_cond_stride,
            a.v_uncond, a.v_uncond_stride, a.guidance, a.guidance_uncond, a.guidance_rows, a.prev,
-           a.prev_stride, a.cur_weight, a.prev_weight, a.store, a.store_stride, a.dt};
+           a.prev_stride, a.cur_weight, a.prev_weight, a.store, a.store_stride, a.out_copy, a.out_copy_stride, a.dt};
   const int64_t vb = a.v_dtype == DType::f32 ? 4 : 2;
   const bool vec4 = a.cols % 4 == 0 && aligned(a.out, a.out_stride, 4, 16) && aligned(a.x, a.x_stride, 4, 16) &&
                     aligned(a.prev, a.prev_stride, 4, 16) && aligned(a.store, a.store_stride, 4, 16) &&
+                    aligned(a.out_copy, a.out_copy_stride, 4, 16) &&
                     aligned(a.v_cond, a.v_cond_stride, vb, 4 * vb) && aligned(a.v_uncond, a.v_uncond_stride, vb, 4 * vb);
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (a.v_dtype) {

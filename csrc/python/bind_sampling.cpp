@@ -58,7 +58,7 @@ DType parse_dtype(const std::string& s) {
 
 void flow_step_cpu_py(py::buffer out, py::buffer x, py::buffer v_cond, const std::string& v_dtype,
                       py::object v_uncond, py::object guidance, float guidance_uncond, py::object prev,
-                      float cur_weight, float prev_weight, py::object store, float dt) {
+                      float cur_weight, float prev_weight, py::object store, float dt, py::object out_copy) {
   DType vd = parse_dtype(v_dtype);
   int64_t vsz = vd == DType::f32 ? 4 : 2;
   Block bo = as_block(out, "out", 4, true), bx = as_block(x, "x", 4, false);
@@ -123,6 +123,20 @@ void flow_step_cpu_py(py::buffer out, py::buffer x, py::buffer v_cond, const std
     require_no_partial_overlap(bs, bo, "store", "out");
     require(!(bs.ptr == bo.ptr), "flow_step: store and out must be different buffers");
   }
+  Block bd;
+  if (!out_copy.is_none()) {
+    bd = as_block(out_copy.cast<py::buffer>(), "out_copy", 4, true);
+    same_shape(bd, "out_copy");
+    a.out_copy = static_cast<float*>(bd.ptr);
+    a.out_copy_stride = bd.stride;
+    require(bd.ptr != bo.ptr, "flow_step: out_copy and out must be different buffers");
+    require_no_partial_overlap(bd, bo, "out_copy", "out");
+    require_no_partial_overlap(bd, bx, "out_copy", "x");
+    require_no_partial_overlap(bd, bvc, "out_copy", "v_cond");
+    if (a.v_uncond) require_no_partial_overlap(bd, bvu, "out_copy", "v_uncond");
+    if (a.prev) require_no_partial_overlap(bd, bp, "out_copy", "prev");
+    if (a.store) require_no_partial_overlap(bd, bs, "out_copy", "store");
+  }
   require_no_partial_overlap(bo, bx, "out", "x");
   require_no_partial_overlap(bo, bvc, "out", "v_cond");
   // out == v_cond would also be fine element-wise, but only x and prev are meant to be updated.
@@ -137,7 +151,7 @@ sonicore::FlowStepArgs raw_args(int64_t rows, int64_t cols, uintptr_t out, int64
                                 int64_t v_cond_stride, uintptr_t v_uncond, int64_t v_uncond_stride,
                                 float guidance, float guidance_uncond, uintptr_t guidance_rows, uintptr_t prev,
                                 int64_t prev_stride, float cur_weight, float prev_weight, uintptr_t store,
-                                int64_t store_stride, float dt) {
+                                int64_t store_stride, uintptr_t out_copy, int64_t out_copy_stride, float dt) {
   sonicore::FlowStepArgs a;
   a.rows = rows;
   a.cols = cols;
@@ -159,6 +173,8 @@ sonicore::FlowStepArgs raw_args(int64_t rows, int64_t cols, uintptr_t out, int64
   a.prev_weight = prev_weight;
   a.store = reinterpret_cast<float*>(store);
   a.store_stride = store_stride;
+  a.out_copy = reinterpret_cast<float*>(out_copy);
+  a.out_copy_stride = out_copy_stride;
   a.dt = dt;
   sonicore::flow_step_check(a);  // throws before the GIL is released
   return a;
@@ -168,10 +184,12 @@ void flow_step_cpu_ptr_py(int64_t rows, int64_t cols, uintptr_t out, int64_t out
                           int64_t x_stride, const std::string& v_dtype, uintptr_t v_cond, int64_t v_cond_stride,
                           uintptr_t v_uncond, int64_t v_uncond_stride, float guidance, float guidance_uncond,
                           uintptr_t guidance_rows, uintptr_t prev, int64_t prev_stride, float cur_weight,
-                          float prev_weight, uintptr_t store, int64_t store_stride, float dt) {
+                          float prev_weight, uintptr_t store, int64_t store_stride, uintptr_t out_copy,
+                          int64_t out_copy_stride, float dt) {
   sonicore::FlowStepArgs a = raw_args(rows, cols, out, out_stride, x, x_stride, v_dtype, v_cond, v_cond_stride,
                                       v_uncond, v_uncond_stride, guidance, guidance_uncond, guidance_rows, prev,
-                                      prev_stride, cur_weight, prev_weight, store, store_stride, dt);
+                                      prev_stride, cur_weight, prev_weight, store, store_stride, out_copy,
+                                      out_copy_stride, dt);
   // Small steps (a few µs) keep the GIL: releasing and re-taking it costs about as much.
   if (rows * cols < (int64_t(1) << 16)) {
     sonicore::flow_step_cpu(a);
@@ -186,10 +204,12 @@ void flow_step_cuda_py(int64_t rows, int64_t cols, uintptr_t out, int64_t out_st
                        int64_t x_stride, const std::string& v_dtype, uintptr_t v_cond, int64_t v_cond_stride,
                        uintptr_t v_uncond, int64_t v_uncond_stride, float guidance, float guidance_uncond,
                        uintptr_t guidance_rows, uintptr_t prev, int64_t prev_stride, float cur_weight,
-                       float prev_weight, uintptr_t store, int64_t store_stride, float dt, uintptr_t stream) {
+                       float prev_weight, uintptr_t store, int64_t store_stride, uintptr_t out_copy,
+                       int64_t out_copy_stride, float dt, uintptr_t stream) {
   sonicore::FlowStepArgs a = raw_args(rows, cols, out, out_stride, x, x_stride, v_dtype, v_cond, v_cond_stride,
                                       v_uncond, v_uncond_stride, guidance, guidance_uncond, guidance_rows, prev,
-                                      prev_stride, cur_weight, prev_weight, store, store_stride, dt);
+                                      prev_stride, cur_weight, prev_weight, store, store_stride, out_copy,
+                                      out_copy_stride, dt);
   py::gil_scoped_release nogil;
   sonicore::flow_step_cuda(a, reinterpret_cast<void*>(stream));
 }
@@ -201,13 +221,14 @@ void bind_sampling(py::module_& m) {
   m.def("flow_step_cpu", &flow_step_cpu_py, py::arg("out"), py::arg("x"), py::arg("v_cond"),
         py::arg("v_dtype"), py::arg("v_uncond"), py::arg("guidance"), py::arg("guidance_uncond"), py::arg("prev"),
         py::arg("cur_weight"), py::arg("prev_weight"),
-        py::arg("store"), py::arg("dt"),
+        py::arg("store"), py::arg("dt"), py::arg("out_copy") = py::none(),
         "Fused flow-matching step on (rows, cols) CPU buffers; see sonicore.ops.flow_step.");
   m.def("flow_step_cpu_ptr", &flow_step_cpu_ptr_py, py::arg("rows"), py::arg("cols"), py::arg("out"),
         py::arg("out_stride"), py::arg("x"), py::arg("x_stride"), py::arg("v_dtype"), py::arg("v_cond"),
         py::arg("v_cond_stride"), py::arg("v_uncond"), py::arg("v_uncond_stride"), py::arg("guidance"),
         py::arg("guidance_uncond"), py::arg("guidance_rows"), py::arg("prev"), py::arg("prev_stride"),
-        py::arg("cur_weight"), py::arg("prev_weight"), py::arg("store"), py::arg("store_stride"), py::arg("dt"),
+        py::arg("cur_weight"), py::arg("prev_weight"), py::arg("store"), py::arg("store_stride"),
+        py::arg("out_copy"), py::arg("out_copy_stride"), py::arg("dt"),
         "flow_step_cpu on raw addresses (element strides); the caller guarantees the memory.");
 #ifdef SONICORE_WITH_CUDA
   m.def("flow_step_cuda", &flow_step_cuda_py, py::arg("rows"), py::arg("cols"), py::arg("out"),
@@ -215,7 +236,8 @@ void bind_sampling(py::module_& m) {
         py::arg("v_cond_stride"), py::arg("v_uncond"), py::arg("v_uncond_stride"), py::arg("guidance"),
         py::arg("guidance_uncond"), py::arg("guidance_rows"), py::arg("prev"), py::arg("prev_stride"),
         py::arg("cur_weight"), py::arg("prev_weight"),
-        py::arg("store"), py::arg("store_stride"), py::arg("dt"), py::arg("stream"),
+        py::arg("store"), py::arg("store_stride"),
+        py::arg("out_copy"), py::arg("out_copy_stride"), py::arg("dt"), py::arg("stream"),
         "Fused flow-matching step on CUDA device pointers, on the given cudaStream_t (asynchronous).");
 #endif
 }

@@ -5,6 +5,7 @@
 //   d     = cur_weight * v + prev_weight * prev       (d = v when prev is null)
 //   out   = x + dt * d
 //   store = v                                         (when store is not null)
+//   out_copy = out                                    (when out_copy is not null)
 // Each element's inputs are read before its outputs are written, so out may be x and
 // store may be prev (the same pointer and stride); any other overlap is an error the
 // caller must rule out. The products and sums are rounded one at a time, in the order
@@ -45,6 +46,11 @@ struct FlowStepArgs {
 
   float* store = nullptr;       // (rows, cols) float32: receives v; null: not stored
   int64_t store_stride = 0;
+
+  // (rows, cols) float32: a second copy of the new state, e.g. the unconditional half of the
+  // doubled batch the next guided call reads; saves a separate copy pass. null: none.
+  float* out_copy = nullptr;
+  int64_t out_copy_stride = 0;
 
   float dt = 0.0f;
 };

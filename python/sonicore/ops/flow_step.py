@@ -8,6 +8,7 @@ that it is bit-identical to the same formula in eager PyTorch float32::
     d     = cur_weight * v + prev_weight * prev    # multistep / Heun mix (skipped when prev is None)
     out   = x + dt * d                             # in place on x unless out is given
     store = v                                      # what the next stage / step needs
+    copy_to = out                                  # optional second copy of the new state
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ _DTYPE_NAME = {torch.float32: "float32", torch.float16: "float16", torch.bfloat1
 
 def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
               prev_weight: float = 0.0, cur_weight: Optional[float] = None, store=None, out=None,
-              backend: Optional[str] = None):
+              copy_to=None, backend: Optional[str] = None):
     """One fused sampler update ``out = x + dt * d`` (see the module docstring for d).
 
     Args:
@@ -42,16 +43,18 @@ def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
         prev_weight: weight of ``prev``; ``cur_weight`` defaults to ``1 - prev_weight``.
         store: (B, ...) float32 buffer that receives the guided velocity v (may be ``prev``).
         out: (B, ...) float32 buffer for the new state (x is left unchanged).
+        copy_to: (B, ...) float32 buffer that receives the new state too (the sampler passes the
+            unconditional half of its doubled batch, so the next guided call needs no copy).
         backend: force "cpu", "cuda", "triton" or "torch" (the reference).
 
     Returns:
         The new state (``out``, or ``x`` updated in place); numpy in -> numpy out.
     """
     if (backend is None and uncond is None and prev is None and store is None and out is None
-            and type(x) is torch.Tensor and type(velocity) is torch.Tensor and _fast_cpu(x, velocity, dt, guidance)):
+            and copy_to is None and type(x) is torch.Tensor and type(velocity) is torch.Tensor and _fast_cpu(x, velocity, dt, guidance)):
         return x
     xt, as_np = to_torch(x, "x")
-    args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out)
+    args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out, copy_to)
     name = _backend.select_backend("flow_step", xt.device.type, backend, _reasons(xt.device.type))
     _RUN[name](args)
     if as_np:  # hand back the caller's own array, updated in place
@@ -85,11 +88,11 @@ def _fast_cpu(x, v, dt, guidance) -> bool:
         return False  # overlapping: let the general path judge it
     if guidance is None:
         C.flow_step_cpu_ptr(B, cols, xp, cols, xp, cols, name, vp, cols, 0, 0, 1.0, 0.0, 0, 0, 0,
-                            1.0, 0.0, 0, 0, dt)
+                            1.0, 0.0, 0, 0, 0, 0, dt)
     else:
         w = float(guidance)
         C.flow_step_cpu_ptr(B, cols, xp, cols, xp, cols, name, vp, cols, vp + vbytes // 2, cols, w, 1.0 - w,
-                            0, 0, 0, 1.0, 0.0, 0, 0, dt)
+                            0, 0, 0, 1.0, 0.0, 0, 0, 0, 0, dt)
     return True
 
 
@@ -102,17 +105,17 @@ def _reasons(device_type: str) -> dict:
 
 
 def flow_step_reference(x, velocity, dt, *, guidance=None, uncond=None, prev=None, prev_weight=0.0,
-                        cur_weight=None, store=None, out=None):
+                        cur_weight=None, store=None, out=None, copy_to=None):
     """The same update written as plain PyTorch float32 expressions (the tests' peer)."""
     xt, as_np = to_torch(x, "x")
-    args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out)
+    args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out, copy_to)
     _run_torch(args)
     return from_torch(args.result, as_np)
 
 
 class _Args:
     __slots__ = ("x", "out", "result", "vc", "vu", "w", "wu", "w_rows", "prev", "cw", "pw", "store", "dt",
-                 "writeback")
+                 "writeback", "dup", "keep")
 
 
 def _is_real(v) -> bool:
@@ -136,7 +139,7 @@ def _check_f32(t, name, shape):
         raise ValueError(f"flow_step: {name} has shape {tuple(t.shape)}, expected {shape} (like x)")
 
 
-def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out) -> _Args:
+def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out, copy_to=None) -> _Args:
     if xt.dtype != torch.float32:
         raise TypeError(f"flow_step: x must be float32 (the sampler state), got {xt.dtype}")
     if xt.dim() < 1:
@@ -194,6 +197,9 @@ def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, 
         _check_f32(o, "out", shape)
     a.out = xt if o is None else o
     a.result = a.out
+    a.dup = _as_tensor(copy_to, "copy_to", dev)
+    if a.dup is not None:
+        _check_f32(a.dup, "copy_to", shape)
     a.writeback = None
     return a
 
@@ -212,6 +218,8 @@ def _run_torch(a: _Args) -> None:
     if a.store is not None:
         a.store.copy_(v)
     a.out.copy_(new)
+    if a.dup is not None:
+        a.dup.copy_(new)
 
 
 def _rows(t: torch.Tensor, B: int):
@@ -249,54 +257,58 @@ def _finish(a: _Args) -> None:
             dst.copy_(src.view(dst.shape))
 
 
-def _raw(a: _Args, t, B, cols, output=False):
-    """(address, row stride in elements) of t seen as (B, cols) rows with unit column stride."""
-    if t is None:
-        return 0, 0
-    if t.is_contiguous():
-        return t.data_ptr(), cols
-    r = _output_rows(a, t, B) if output else _input_rows(t, B)
-    if not output:
-        a.writeback = a.writeback or []
-        a.writeback.append((None, r))  # keeps a contiguous copy alive until the call returns
-    return r.data_ptr(), r.stride(0)
+def _row_views(a: _Args):
+    """Every operand as a (B, cols) view with unit column stride: inputs that are not viewable
+    so are copied, outputs get a scratch buffer copied back by _finish. Checks aliasing."""
+    B = a.x.shape[0]
+    cols = a.x.numel() // B
+    r = {"out": _output_rows(a, a.out, B),
+         "store": _output_rows(a, a.store, B) if a.store is not None else None,
+         "copy_to": _output_rows(a, a.dup, B) if a.dup is not None else None}
+    for name, t in (("x", a.x), ("velocity", a.vc), ("uncond", a.vu), ("prev", a.prev)):
+        r[name] = _input_rows(t, B)
+    specs = [(n, t.data_ptr(), t.stride(0) if B > 1 else cols, t.element_size(), n in _OUTPUTS)
+             for n, t in r.items() if t is not None]
+    _check_aliasing(specs, B, cols)
+    return r, B, cols
+
+
+_OUTPUTS = ("out", "store", "copy_to")
 
 
 def _check_aliasing(specs, B, cols):
     """Each output must be exactly one input (same address and stride) or disjoint from it."""
     def span(p, s, size):
         return p, p + ((B - 1) * s + cols) * size
-    outs = [(n, p, s, z) for n, p, s, z, is_out in specs if is_out and p]
-    for on, op, os_, oz in outs:
+    for on, op, os_, oz, is_out in specs:
+        if not is_out:
+            continue
         olo, ohi = span(op, os_, oz)
         for n, p, s, z, _ in specs:
-            if not p or n == on:
+            if n == on:
                 continue
             lo, hi = span(p, s, z)
             if (p == op and s == os_ and z == oz) or ohi <= lo or hi <= olo:
-                if p == op and n in ("out", "store") and on in ("out", "store"):
-                    raise ValueError("flow_step: store and out must be different buffers")
+                if p == op and n in _OUTPUTS:
+                    raise ValueError(f"flow_step: {on} and {n} must be different buffers")
                 continue
             raise ValueError(f"flow_step: {on} partially overlaps {n}; pass the same tensor (in place) "
                              "or a separate one")
 
 
 def _raw_args(a: _Args):
-    B = a.x.shape[0]
-    cols = a.x.numel() // B
-    out = _raw(a, a.out, B, cols, output=True)
-    store = _raw(a, a.store, B, cols, output=True)
-    x, vc, vu, prev = (_raw(a, t, B, cols) for t in (a.x, a.vc, a.vu, a.prev))
-    vz = a.vc.element_size()
-    _check_aliasing([("out", out[0], out[1], 4, True), ("store", store[0], store[1], 4, True),
-                     ("x", x[0], x[1], 4, False), ("velocity", vc[0], vc[1], vz, False),
-                     ("uncond", vu[0], vu[1], vz, False), ("prev", prev[0], prev[1], 4, False)], B, cols)
+    r, B, cols = _row_views(a)
+    a.keep = r  # the addresses below must outlive this function: keep the views (and copies) alive
+    ptr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
+    stride = lambda t: 0 if t is None else t.stride(0)  # noqa: E731
     guided = a.vu is not None
     g = 1.0 if a.w is None else a.w
     gu = 0.0 if a.wu is None else a.wu
     grows = a.w_rows.data_ptr() if (guided and a.w_rows is not None) else 0
-    return (B, cols, out[0], out[1], x[0], x[1], _DTYPE_NAME[a.vc.dtype], vc[0], vc[1], vu[0], vu[1],
-            g, gu, grows, prev[0], prev[1], a.cw, a.pw, store[0], store[1], a.dt)
+    return (B, cols, ptr(r["out"]), stride(r["out"]), ptr(r["x"]), stride(r["x"]), _DTYPE_NAME[a.vc.dtype],
+            ptr(r["velocity"]), stride(r["velocity"]), ptr(r["uncond"]), stride(r["uncond"]), g, gu, grows,
+            ptr(r["prev"]), stride(r["prev"]), a.cw, a.pw, ptr(r["store"]), stride(r["store"]),
+            ptr(r["copy_to"]), stride(r["copy_to"]), a.dt)
 
 
 def _run_cpu(a: _Args) -> None:
@@ -316,15 +328,12 @@ def _run_cuda(a: _Args) -> None:
 
 
 def _run_triton(a: _Args) -> None:
-    B = a.x.shape[0]
-    if B == 0 or a.x.numel() == 0:
+    if a.x.shape[0] == 0 or a.x.numel() == 0:
         return
-    x = _input_rows(a.x, B)
-    out = _output_rows(a, a.out, B)
-    store = _output_rows(a, a.store, B) if a.store is not None else None
-    vc, vu, prev = _input_rows(a.vc, B), _input_rows(a.vu, B), _input_rows(a.prev, B)
+    r, _, _ = _row_views(a)
     _backend.triton_kernels("flow_step").flow_step(
-        out, x, vc, vu, a.w, a.wu, a.w_rows, prev, a.cw, a.pw, store, a.dt)
+        r["out"], r["x"], r["velocity"], r["uncond"], a.w, a.wu, a.w_rows, r["prev"], a.cw, a.pw, r["store"], a.dt,
+        copy_to=r["copy_to"])
     _finish(a)
 
 

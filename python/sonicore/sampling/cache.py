@@ -29,14 +29,14 @@ class StepCache:
         self.evaluations = 0
         self.reused = 0
 
-    def evaluate(self, ev, buf, handle, t, xs, i, n):
+    def evaluate(self, ev, buf, t, xs, i, n):
         if self._last is not None and i < n - 1:
             ref = self._ref
             change = float((xs - ref).abs().mean() / ref.abs().mean().clamp_min(1e-12))
             if change < self.threshold:
                 self.reused += 1
                 return self._last
-        out = ev(buf, handle, t)
+        out = ev(buf, t)
         if self._ref is None:
             self._ref = xs.clone()
         else:

@@ -1,6 +1,7 @@
 """Classifier-free guidance settings: v = w * v_cond + (1 - w) * v_uncond."""
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple, Union
@@ -43,7 +44,7 @@ class Guidance:
                 raise ValueError(f"Guidance.interval must be (lo, hi) with 0 <= lo <= hi <= 1, got {self.interval}")
         w = self.scale
         if isinstance(w, numbers.Real) and not isinstance(w, bool):
-            if not torch.isfinite(torch.tensor(float(w))):
+            if not math.isfinite(float(w)):
                 raise ValueError(f"guidance scale must be finite, got {w}")
             return float(w), None
         t = torch.as_tensor(w, dtype=torch.float32).to(device)

@@ -142,31 +142,41 @@ class _Loop:
         self.vbuf = torch.empty(self.shape, dtype=torch.float32, device=dev) if solver in ("heun", "multistep") else None
         self.cols = int(np.prod(self.shape[1:], dtype=np.int64))
         self._half_bytes = {dt: B * self.cols * dt.itemsize for dt in _fs._VELOCITY_DTYPES}
-        self.xs, self.hx, self.copy_x = self._state(self.xbuf)
+        self.xs, self.hx, self.hx_dup = self._state(self.xbuf)
         if self.tbuf is not None:
-            self.ys, self.hy, self.copy_y = self._state(self.tbuf)
+            self.ys, self.hy, self.hy_dup = self._state(self.tbuf)
+        self._dup = {}  # kernel handle of a state -> handle of its copy in the unconditional half
+        if self.hx_dup is not None:
+            self._dup[self._key(self.hx)] = self.hx_dup
+            if self.tbuf is not None:
+                self._dup[self._key(self.hy)] = self.hy_dup
         self.hv = self._handle(self.vbuf) if self.vbuf is not None else None
         self._times = {}
+        self._want = {B: x0.shape, 2 * B: torch.Size((2 * B,) + self.shape[1:])}
+        self._first = {id(self.xbuf): self.xs}
+        if self.tbuf is not None:
+            self._first[id(self.tbuf)] = self.ys
+        self._always = cfg is not None and cfg.interval is None
         self._kernel = self._make_kernel()
 
     # -- pieces -------------------------------------------------------------------------
+    @staticmethod
+    def _key(h):
+        return h if isinstance(h, int) else h.data_ptr()
+
     def _handle(self, t):
         """What the kernel takes for a state buffer: its address on the CPU, else the tensor."""
         return t.data_ptr() if self.cpu else t
 
     def _state(self, buf):
-        """(state tensor, its kernel handle, copier into the unconditional half or None)."""
+        """(state tensor = buf's first B rows, its kernel handle, handle of the second half or None).
+
+        With batched guidance every kernel call that writes a state also writes it into the
+        buffer's second half (out_copy), so the next doubled-batch call needs no copy."""
         B = self.B
         first = buf[:B]
-        copier = None
-        if buf.shape[0] != B:
-            if self.cpu:  # numpy's copy has the smaller per-call cost for these small copies
-                lo, hi = first.numpy(), buf[B:].numpy()
-                copier = lambda: np.copyto(hi, lo)  # noqa: E731
-            else:
-                hi = buf[B:]
-                copier = lambda: hi.copy_(first)  # noqa: E731
-        return first, self._handle(first), copier
+        second = self._handle(buf[B:]) if buf.shape[0] != B else None
+        return first, self._handle(first), second
 
     def prepare_times(self, times):
         """Builds the (B,) and (2B,) time tensors for every time the run visits, in one go."""
@@ -179,13 +189,6 @@ class _Loop:
             for t, row in zip(times, table.to(self._device).unbind(0)):
                 self._times[(t, n)] = row
 
-    def _t(self, t: float, n: int) -> torch.Tensor:
-        tt = self._times.get((t, n))
-        if tt is None:
-            self.prepare_times([t])
-            tt = self._times[(t, n)]
-        return tt
-
     def _make_kernel(self):
         w = self.w
         wu = None if w is None else 1.0 - w
@@ -194,12 +197,13 @@ class _Loop:
             g = 1.0 if w is None else w
             gu = 0.0 if wu is None else wu
             grows = 0 if self.w_rows is None else self.w_rows.data_ptr()
+            dups = self._dup
 
             def kernel(out, x, v, prev, cw, pw, store, dt):
                 # v = (v_cond address, v_uncond address or 0, dtype name, the tensor kept alive)
                 vc, vu, name, _ = v
                 flow(B, n, out, n, x, n, name, vc, n, vu, n, g if vu else 1.0, gu, grows if vu else 0,
-                     prev or 0, n, cw, pw, store or 0, n, dt)
+                     prev or 0, n, cw, pw, store or 0, n, dups.get(out, 0), n, dt)
             return kernel
         run = _fs._RUN[self.backend]
 
@@ -209,46 +213,46 @@ class _Loop:
             a.x, a.out, a.result, a.vc, a.vu = x, out, out, vc, vu
             a.w, a.wu, a.w_rows = (w, wu, self.w_rows) if vu is not None else (None, None, None)
             a.prev, a.cw, a.pw, a.store, a.dt, a.writeback = prev, cw, pw, store, dt, None
+            a.dup = self._dup.get(out.data_ptr())
             run(a)
         return kernel
 
     def _check_v(self, v, rows):
+        if (type(v) is torch.Tensor and v.shape == self._want[rows] and v.dtype in _fs._DTYPE_NAME
+                and v.device == self._device):
+            return v if v.is_contiguous() else v.contiguous()
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"velocity_fn must return a torch tensor, got {type(v).__name__}")
-        if v.shape[1:] != self.shape[1:] or v.shape[0] != rows:
-            want = (rows,) + self.shape[1:]
-            raise ValueError(f"velocity_fn returned shape {tuple(v.shape)}, expected {want}: it must return "
-                             "a velocity shaped like its input x, the same at every call")
-        if v.dtype not in _fs._VELOCITY_DTYPES:
+        if v.shape != self._want[rows]:
+            raise ValueError(f"velocity_fn returned shape {tuple(v.shape)}, expected {tuple(self._want[rows])}: it "
+                             "must return a velocity shaped like its input x, the same at every call")
+        if v.dtype not in _fs._DTYPE_NAME:
             raise TypeError(f"velocity_fn must return float32, float16 or bfloat16, got {v.dtype}")
         if v.device != self._device:
             raise ValueError(f"velocity_fn returned a tensor on {v.device}, expected {self._device}")
-        if not v.is_contiguous():
-            v = v.contiguous()
-        return v
+        return v.contiguous()
 
-    def evaluate(self, buf, copier, t: float):
+    def evaluate(self, buf, t: float):
         """(v_cond, v_uncond or None/0, dtype name, keep-alive) at time t for the state in the
-        first B rows of buf; copier fills buf's unconditional half."""
+        first B rows of buf (whose second half already holds the same state)."""
         B, fn, cfg, cpu = self.B, self.fn, self.cfg, self.cpu
-        if cfg is not None and cfg.active(t):
+        if cfg is not None and (self._always or cfg.active(t)):
             if self.batched:
-                copier()
-                v = self._check_v(fn(buf, self._t(t, 2 * B), **self.cond2), 2 * B)
+                v = self._check_v(fn(buf, self._times[(t, 2 * B)], **self.cond2), 2 * B)
                 if cpu:
                     p = v.data_ptr()
                     return p, p + self._half_bytes[v.dtype], _fs._DTYPE_NAME[v.dtype], v
                 return v[:B], v[B:], None, v
-            x = buf[:B] if buf.shape[0] != B else buf
-            vc = self._check_v(fn(x, self._t(t, B), **self.cond), B)
-            vu = self._check_v(fn(x, self._t(t, B), **self.uncond), B)
+            x = self._first[id(buf)]
+            tt = self._times[(t, B)]
+            vc = self._check_v(fn(x, tt, **self.cond), B)
+            vu = self._check_v(fn(x, tt, **self.uncond), B)
             if vu.dtype != vc.dtype:
                 raise TypeError("velocity_fn returned different dtypes for the two guidance branches")
             if cpu:
                 return vc.data_ptr(), vu.data_ptr(), _fs._DTYPE_NAME[vc.dtype], (vc, vu)
             return vc, vu, None, None
-        x = buf[:B] if buf.shape[0] != B else buf
-        v = self._check_v(fn(x, self._t(t, B), **self.cond), B)
+        v = self._check_v(fn(self._first[id(buf)], self._times[(t, B)], **self.cond), B)
         if cpu:
             return v.data_ptr(), 0, _fs._DTYPE_NAME[v.dtype], v
         return v, None, None, v
@@ -256,8 +260,10 @@ class _Loop:
     # -- the loop -----------------------------------------------------------------------
     def run(self, x0, callback=None, cache=None):
         grid, k, solver, ev = self.grid, self._kernel, self.solver, self.evaluate
-        xs, hx, copy_x, xbuf = self.xs, self.hx, self.copy_x, self.xbuf
+        xs, hx, xbuf = self.xs, self.hx, self.xbuf
         xs.copy_(x0)
+        if self.hx_dup is not None:
+            xbuf[self.B:].copy_(x0)
         ts = grid.tolist()
         # dt exactly as MMAudio forms it: the float32 difference of float32 grid times.
         dts = (grid[1:] - grid[:-1]).tolist()
@@ -273,10 +279,10 @@ class _Loop:
         for i in range(n):
             t, dt = ts[i], dts[i]
             if solver == "euler":
-                v = cache.evaluate(ev, xbuf, copy_x, t, xs, i, n) if cache is not None else ev(xbuf, copy_x, t)
+                v = cache.evaluate(ev, xbuf, t, xs, i, n) if cache is not None else ev(xbuf, t)
                 k(hx, hx, v, None, 1.0, 0.0, None, dt)
             elif solver == "multistep":
-                v = cache.evaluate(ev, xbuf, copy_x, t, xs, i, n) if cache is not None else ev(xbuf, copy_x, t)
+                v = cache.evaluate(ev, xbuf, t, xs, i, n) if cache is not None else ev(xbuf, t)
                 if i == 0:
                     k(hx, hx, v, None, 1.0, 0.0, self.hv, dt)
                 else:
@@ -285,16 +291,18 @@ class _Loop:
                     r = dt / (2.0 * dts[i - 1])
                     k(hx, hx, v, self.hv, 1.0 + r, -r, self.hv, dt)
             elif solver == "heun":
-                k(self.hy, hx, ev(xbuf, copy_x, t), None, 1.0, 0.0, self.hv, dt)
-                k(hx, hx, ev(self.tbuf, self.copy_y, stage2[i]), self.hv, 0.5, 0.5, None, dt)
+                k(self.hy, hx, ev(xbuf, t), None, 1.0, 0.0, self.hv, dt)
+                k(hx, hx, ev(self.tbuf, stage2[i]), self.hv, 0.5, 0.5, None, dt)
             elif solver == "midpoint":
-                k(self.hy, hx, ev(xbuf, copy_x, t), None, 1.0, 0.0, None, 0.5 * dt)
-                k(hx, hx, ev(self.tbuf, self.copy_y, stage2[i]), None, 1.0, 0.0, None, dt)
+                k(self.hy, hx, ev(xbuf, t), None, 1.0, 0.0, None, 0.5 * dt)
+                k(hx, hx, ev(self.tbuf, stage2[i]), None, 1.0, 0.0, None, dt)
             else:  # pingpong: jump to the data estimate, then re-noise to the next time
-                k(hx, hx, ev(xbuf, copy_x, t), None, 1.0, 0.0, None, 1.0 - t)
+                k(hx, hx, ev(xbuf, t), None, 1.0, 0.0, None, 1.0 - t)
                 if i + 1 < n:
                     noise = torch.randn(xs.shape, generator=self.generator, dtype=xs.dtype, device=xs.device)
                     torch.lerp(noise, xs, ts[i + 1], out=xs)
+                    if self.hx_dup is not None:
+                        xbuf[self.B:].copy_(xs)
             if callback is not None and callback(i + 1, n, ts[i + 1], xs) is False:
                 raise SamplingInterrupted(i + 1, xs.clone())
         return xs.clone()
