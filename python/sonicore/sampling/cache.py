@@ -7,8 +7,6 @@ default; bench/bench_sampling.py measures its speed / quality trade-off.
 """
 from __future__ import annotations
 
-import torch
-
 
 class StepCache:
     """Reuse policy for ``sample(..., cache=StepCache(threshold))``.

@@ -6,7 +6,6 @@ kernel (sonicore.ops.flow_step's backends); everything that does not change betw
 """
 from __future__ import annotations
 
-import numbers
 import sys
 from typing import Any, Callable, Mapping, Optional
 
@@ -108,9 +107,9 @@ def sample(velocity_fn: Callable[..., torch.Tensor], x0, *, steps: Optional[int]
 class _Loop:
     """Everything the steps reuse: buffers, time tensors, batched conditions, the kernel.
 
-    The fused kernel is called with "handles": on the CPU backend zero-copy (rows, cols)
-    numpy views made once per buffer (the C++ binding reads the buffer protocol), elsewhere
-    the tensors themselves. Only velocity_fn's fresh output is wrapped per step.
+    The fused kernel is called with "handles": on the CPU backend the buffers' addresses
+    (taken once; the shapes were checked here), elsewhere the tensors themselves. Only
+    velocity_fn's fresh output is checked and wrapped per step.
     """
 
     def __init__(self, fn, x0, grid, solver, cfg, conditions, generator, backend):
@@ -130,13 +129,12 @@ class _Loop:
                 self.cond2 = batch_conditions(conditions, cfg.uncond, B)
                 self.batched = True
                 rows = 2 * B
-        self.rows = rows
         self._device = dev
         reasons = _backend.device_reasons(dev.type)
         self.backend = _backend.select_backend("sample", dev.type, backend, reasons)
         self.cpu = self.backend == "cpu"
-        # The state lives in the first B rows of a (rows, ...) buffer so that a batched
-        # guidance step only copies it into the second half before calling velocity_fn.
+        # The state lives in the first B rows of a (rows, ...) buffer; with batched guidance
+        # the kernel also writes it into the second half, which is then the doubled batch.
         self.xbuf = torch.empty((rows,) + self.shape[1:], dtype=torch.float32, device=dev)
         self.tbuf = torch.empty_like(self.xbuf) if solver in ("heun", "midpoint") else None
         self.vbuf = torch.empty(self.shape, dtype=torch.float32, device=dev) if solver in ("heun", "multistep") else None
