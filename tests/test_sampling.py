@@ -56,7 +56,9 @@ def test_gaussian_convergence_order(solver, schedule, rng):
     g = Gaussian(rng, (13, 3))
     x0 = torch.from_numpy(rng.standard_normal((4, 13, 3)).astype(np.float32))
     exact = g.flow(x0, 0.0, 1.0)
-    steps = [16, 32, 64, 128] if solver == "euler" else [8, 16, 32, 64]
+    # 16..128 steps: inside the asymptotic range (slopes over 60 random problems: euler 0.98,
+    # heun 1.93-2.12, multistep 1.93-2.09) and far above float32 round-off
+    steps = [16, 32, 64, 128]
     errs = [(sample(g.velocity, x0, steps=n, solver=solver, schedule=schedule, shift=2.0).double() - exact)
             .abs().max().item() for n in steps]
     p = slope(steps, errs)
