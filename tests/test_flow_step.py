@@ -140,6 +140,15 @@ def test_copy_to_receives_the_new_state(rng):
         C.flow_step_cpu(xn, xn, xn, "float32", None, 1.0, 0.0, None, 1.0, 0.0, None, 0.1, out_copy=xn)
 
 
+def test_guidance_as_list_and_0d_tensor(rng):
+    x = torch.from_numpy(rng.standard_normal((2, 9)).astype(np.float32))
+    v = torch.from_numpy(rng.standard_normal((4, 9)).astype(np.float32))
+    want, _ = expected(x, v[:2], v[2:], torch.tensor([2.0, 3.0]), None, 0.0, 1.0, 0.1)
+    torch.testing.assert_close(flow_step(x.clone(), v, 0.1, guidance=[2.0, 3.0]), want, rtol=1e-6, atol=1e-6)
+    want, _ = expected(x, v[:2], v[2:], 2.5, None, 0.0, 1.0, 0.1)
+    torch.testing.assert_close(flow_step(x.clone(), v, 0.1, guidance=torch.tensor(2.5)), want, rtol=1e-6, atol=1e-6)
+
+
 def test_store_may_alias_prev(rng):
     x = torch.from_numpy(rng.standard_normal((2, 50)).astype(np.float32))
     v = torch.from_numpy(rng.standard_normal((2, 50)).astype(np.float32))

@@ -68,7 +68,9 @@ def test_gaussian_convergence_order(solver, schedule, rng):
         assert p > 1.8, (errs, p)
     else:
         assert abs(p - ORDERS[solver]) < 0.2, (errs, p)
-    assert errs[-1] < 0.05
+    # and the error itself is small relative to the solution (max over 80 random problems at 128
+    # steps: euler 1.2e-2, heun 5e-5, multistep 1.1e-4, midpoint 1e-6)
+    assert errs[-1] < (0.03 if solver == "euler" else 1e-3) * exact.abs().max().item()
 
 
 @pytest.mark.parametrize("solver", ["euler", "heun", "midpoint", "multistep"])

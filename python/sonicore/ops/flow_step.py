@@ -179,7 +179,11 @@ def _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, 
         if _is_real(guidance):
             a.w, a.wu = float(guidance), 1.0 - float(guidance)
         else:
+            if isinstance(guidance, (list, tuple)):
+                guidance = torch.tensor(guidance, dtype=torch.float32, device=dev)
             g = _as_tensor(guidance, "guidance", dev)
+            if g.dim() == 0:  # a 0-dim tensor is one weight for every row
+                g = g.reshape(1).expand(B)
             if g.dim() != 1 or g.shape[0] != B or not (g.is_floating_point() or g.dtype == torch.int64):
                 raise ValueError(f"flow_step: guidance must be a float or a ({B},) array of per-sample "
                                  f"weights, got shape {tuple(g.shape)} dtype {g.dtype}")

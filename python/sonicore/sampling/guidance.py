@@ -44,15 +44,21 @@ class Guidance:
                 raise ValueError(f"Guidance.interval must be (lo, hi) with 0 <= lo <= hi <= 1, got {self.interval}")
         w = self.scale
         if isinstance(w, numbers.Real) and not isinstance(w, bool):
-            if not math.isfinite(float(w)):
-                raise ValueError(f"guidance scale must be finite, got {w}")
-            return float(w), None
+            return self.validate_scalar(float(w))
         t = torch.as_tensor(w, dtype=torch.float32).to(device)
+        if t.dim() == 0:  # one strength for every sample
+            return self.validate_scalar(float(t))
         if t.dim() != 1 or t.shape[0] != batch:
             raise ValueError(f"per-sample guidance must have shape ({batch},), got {tuple(t.shape)}")
         if not bool(torch.isfinite(t).all()):
             raise ValueError("per-sample guidance strengths must be finite")
         return None, t.contiguous()
+
+    @staticmethod
+    def validate_scalar(w: float) -> Tuple[float, None]:
+        if not math.isfinite(w):
+            raise ValueError(f"guidance scale must be finite, got {w}")
+        return w, None
 
     def active(self, t: float) -> bool:
         return self.interval is None or (self.interval[0] <= t <= self.interval[1])
