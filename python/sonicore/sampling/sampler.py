@@ -132,7 +132,9 @@ class _Loop:
         self._device = dev
         reasons = _backend.device_reasons(dev.type)
         self.backend = _backend.select_backend("sample", dev.type, backend, reasons)
-        self.cpu = self.backend == "cpu"
+        # cpu and cuda take raw addresses (checked here once); triton and torch take tensors
+        self.raw = self.backend in ("cpu", "cuda")
+        self._stream = 0  # the CUDA stream of the current run (set by run())
         # The state lives in the first B rows of a (rows, ...) buffer; with batched guidance
         # the kernel also writes it into the second half, which is then the doubled batch.
         self.xbuf = torch.empty((rows,) + self.shape[1:], dtype=torch.float32, device=dev)
@@ -164,7 +166,7 @@ class _Loop:
 
     def _handle(self, t):
         """What the kernel takes for a state buffer: its address on the CPU, else the tensor."""
-        return t.data_ptr() if self.cpu else t
+        return t.data_ptr() if self.raw else t
 
     def _state(self, buf):
         """(state tensor = buf's first B rows, its kernel handle, handle of the second half or None).
@@ -190,18 +192,26 @@ class _Loop:
     def _make_kernel(self):
         w = self.w
         wu = None if w is None else 1.0 - w
-        if self.cpu:
-            flow, B, n = C.flow_step_cpu_ptr, self.B, self.cols
+        if self.raw:
+            B, n = self.B, self.cols
             g = 1.0 if w is None else w
             gu = 0.0 if wu is None else wu
             grows = 0 if self.w_rows is None else self.w_rows.data_ptr()
             dups = self._dup
 
-            def kernel(out, x, v, prev, cw, pw, store, dt):
-                # v = (v_cond address, v_uncond address or 0, dtype name, the tensor kept alive)
-                vc, vu, name, _ = v
-                flow(B, n, out, n, x, n, name, vc, n, vu, n, g if vu else 1.0, gu, grows if vu else 0,
-                     prev or 0, n, cw, pw, store or 0, n, dups.get(out, 0), n, dt)
+            if self.backend == "cpu":
+                def kernel(out, x, v, prev, cw, pw, store, dt):
+                    # v = (v_cond address, v_uncond address or 0, dtype name, the tensor kept alive)
+                    vc, vu, name, _ = v
+                    C.flow_step_cpu_ptr(B, n, out, n, x, n, name, vc, n, vu, n, g if vu else 1.0, gu,
+                                        grows if vu else 0, prev or 0, n, cw, pw, store or 0, n,
+                                        dups.get(out, 0), n, dt)
+            else:
+                def kernel(out, x, v, prev, cw, pw, store, dt):
+                    vc, vu, name, _ = v
+                    C.flow_step_cuda(B, n, out, n, x, n, name, vc, n, vu, n, g if vu else 1.0, gu,
+                                     grows if vu else 0, prev or 0, n, cw, pw, store or 0, n,
+                                     dups.get(out, 0), n, dt, self._stream)
             return kernel
         run = _fs._RUN[self.backend]
 
@@ -233,11 +243,11 @@ class _Loop:
     def evaluate(self, buf, t: float):
         """(v_cond, v_uncond or None/0, dtype name, keep-alive) at time t for the state in the
         first B rows of buf (whose second half already holds the same state)."""
-        B, fn, cfg, cpu = self.B, self.fn, self.cfg, self.cpu
+        B, fn, cfg, raw = self.B, self.fn, self.cfg, self.raw
         if cfg is not None and (self._always or cfg.active(t)):
             if self.batched:
                 v = self._check_v(fn(buf, self._times[(t, 2 * B)], **self.cond2), 2 * B)
-                if cpu:
+                if raw:
                     p = v.data_ptr()
                     return p, p + self._half_bytes[v.dtype], _fs._DTYPE_NAME[v.dtype], v
                 return v[:B], v[B:], None, v
@@ -247,18 +257,27 @@ class _Loop:
             vu = self._check_v(fn(x, tt, **self.uncond), B)
             if vu.dtype != vc.dtype:
                 raise TypeError("velocity_fn returned different dtypes for the two guidance branches")
-            if cpu:
+            if raw:
                 return vc.data_ptr(), vu.data_ptr(), _fs._DTYPE_NAME[vc.dtype], (vc, vu)
             return vc, vu, None, None
         v = self._check_v(fn(self._first[id(buf)], self._times[(t, B)], **self.cond), B)
-        if cpu:
+        if raw:
             return v.data_ptr(), 0, _fs._DTYPE_NAME[v.dtype], v
         return v, None, None, v
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, x0, callback=None, cache=None):
+        if self.backend == "cuda":
+            with torch.cuda.device(self._device):
+                return self._run(x0, callback, cache)
+        return self._run(x0, callback, cache)
+
+    def _run(self, x0, callback, cache):
         grid, k, solver, ev = self.grid, self._kernel, self.solver, self.evaluate
         xs, hx, xbuf = self.xs, self.hx, self.xbuf
+        if self.backend == "cuda":
+            # the stream the run is issued on (a side stream or a graph-capture stream included)
+            self._stream = torch.cuda.current_stream(self._device).cuda_stream
         xs.copy_(x0)
         if self.hx_dup is not None:
             xbuf[self.B:].copy_(x0)
