@@ -482,3 +482,52 @@ def test_backward_integration_inverts(rng):
     x1 = torch.from_numpy(rng.standard_normal((2, 5)).astype(np.float32))
     got = sample(g.velocity, x1, steps=64, solver="heun", t_start=1.0, t_end=0.0)
     torch.testing.assert_close(got.double(), g.flow(x1, 1.0, 0.0), rtol=1e-3, atol=1e-3)
+
+
+def test_cuda_call_plumbing_on_cpu(monkeypatch, rng):
+    """The CUDA paths (ops.flow_step's and the sampler's) pass their arguments in the order the
+    binding expects. Without a GPU, check it by routing flow_step_cuda to the CPU kernel, whose
+    raw entry point takes the same arguments minus the stream."""
+    import contextlib
+    import types
+
+    from sonicore._ext import C
+    from sonicore.sampling import sampler as sampler_mod
+    fs = sampler_mod._fs
+    streams = []
+
+    def fake_cuda(*args):
+        streams.append(args[-1])
+        return C.flow_step_cpu_ptr(*args[:-1])
+
+    fake_c = types.SimpleNamespace(flow_step_cuda=fake_cuda, flow_step_cpu_ptr=C.flow_step_cpu_ptr)
+    monkeypatch.setattr(fs, "C", fake_c)
+    monkeypatch.setattr(sampler_mod, "C", fake_c)
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda d=None: types.SimpleNamespace(cuda_stream=1234))
+    reasons = {"cpu": "forced off", "cuda": None, "triton": "forced off", "torch": None}
+    monkeypatch.setattr(sampler_mod._backend, "device_reasons", lambda *a, **k: dict(reasons))
+    monkeypatch.setattr(fs, "_REASONS", {})  # nothing computed under the patch outlives the test
+
+    # the op
+    x = torch.from_numpy(rng.standard_normal((3, 23)).astype(np.float32))
+    v = torch.from_numpy(rng.standard_normal((6, 23)).astype(np.float32))
+    prev = torch.from_numpy(rng.standard_normal((3, 23)).astype(np.float32))
+    w = torch.tensor([1.0, 2.0, 4.5])
+    store, dup = torch.empty(3, 23), torch.empty(3, 23)
+    a = fs._prepare(x.clone(), v, 0.05, w, None, prev, -0.5, None, store, None, dup)
+    fs._run_cuda(a)
+    want = fs.flow_step_reference(x.clone(), v, 0.05, guidance=w, prev=prev, prev_weight=-0.5)
+    torch.testing.assert_close(a.result, want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(dup, want, rtol=1e-6, atol=1e-6)
+    assert streams == [1234]
+
+    # the sampler's raw-address loop
+    x0 = torch.from_numpy(rng.standard_normal((2, 9, 4)).astype(np.float32))
+    fn = lambda x, t, c: torch.tanh(x) * c.view(-1, 1, 1) - t.view(-1, 1, 1)  # noqa: E731
+    cond = {"c": torch.tensor([1.0, -0.5])}
+    cfg = Guidance(torch.tensor([2.0, 4.5]), uncond={"c": torch.tensor([0.2])})
+    for solver in ("euler", "heun", "midpoint", "multistep"):
+        got = sample(fn, x0, steps=6, solver=solver, cfg=cfg, conditions=cond, backend="cuda")
+        ref = sample(fn, x0, steps=6, solver=solver, cfg=cfg, conditions=cond, backend="torch")
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
