@@ -84,8 +84,9 @@ def run_captured(fn, x0, grid, solver, cfg, conditions, generator, backend):
         raise TypeError(f"cfg must be a sonicore.sampling.Guidance, got {type(cfg).__name__}")
     cfg_key = None
     if cfg is not None:
-        scale = ("rows",) if isinstance(cfg.scale, torch.Tensor) or not isinstance(cfg.scale, (int, float)) \
-            else float(cfg.scale)
+        # a scalar strength is baked into the graph (part of the key); per-sample ones are inputs
+        w, _ = cfg.validate(x0.shape[0], x0.device)
+        scale = ("rows",) if w is None else w
         cfg_key = (scale, cfg.batched, cfg.interval, _signature(dict(cfg.uncond or {})))
     key = (id(fn), tuple(x0.shape), x0.dtype, x0.device, solver, grid.tobytes(), cfg_key,
            _signature(conditions), backend)
