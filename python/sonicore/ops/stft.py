@@ -126,8 +126,9 @@ def _cpu_reason(device_type: str, n_fft: int) -> Optional[str]:
     if not hasattr(C, "stft_forward"):
         return "this build of sonicore._C has no STFT kernels"
     if n_fft % 2:
-        return f"the C++ real FFT needs an even n_fft, got {n_fft}"
-    return None
+        return f"the C++ real FFT needs an even size, got {n_fft}"
+    why = C.fft_size_error(n_fft)
+    return why or None
 
 
 # ----------------------------------------------------------------------------- stft
