@@ -159,6 +159,22 @@ void mel_project(const T* spec, int64_t batch, int64_t n_bins, int64_t n_frames,
   });
 }
 
+template <typename T>
+void clamp_to_max_range(T* x, int64_t batch, int64_t n, T range, T offset, T scale) {
+  SONICORE_CHECK(batch >= 0 && n >= 0, "clamp_to_max_range: sizes must be >= 0");
+  for (int64_t b = 0; b < batch; ++b) {
+    T* v = x + b * n;
+    T top = -std::numeric_limits<T>::infinity();
+    for (int64_t i = 0; i < n; ++i) top = v[i] > top ? v[i] : top;
+    const T lo = top - range;
+    // `v < lo ? lo : v` leaves a NaN element NaN (as torch.maximum does).
+    for (int64_t i = 0; i < n; ++i) v[i] = ((v[i] < lo ? lo : v[i]) + offset) * scale;
+  }
+}
+
+template void clamp_to_max_range<float>(float*, int64_t, int64_t, float, float, float);
+template void clamp_to_max_range<double>(double*, int64_t, int64_t, double, double, double);
+
 template void mel_project<float>(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                                  const float*, const int64_t*, const int32_t*, int64_t, float*, MelLog, float);
 template void mel_project<double>(const double*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,

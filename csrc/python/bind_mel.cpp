@@ -1,6 +1,7 @@
 // Mel projection (CPU) and the fused STFT framing / spectrum / overlap-add kernels (CUDA).
 #include <pybind11/numpy.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "bindings.h"
@@ -64,6 +65,25 @@ void mel_project(py::array spec, py::array weights, py::array offsets, py::array
     throw py::type_error("mel_project: expected float32 or float64 arrays");
 }
 
+template <typename T>
+void clamp_range_typed(py::array x, double range, double offset, double scale) {
+  T* p = static_cast<T*>(x.mutable_data());
+  const int64_t batch = x.shape(0), n = x.size() / std::max<int64_t>(1, x.shape(0));
+  py::gil_scoped_release nogil;
+  sonicore::clamp_to_max_range<T>(p, batch, n, T(range), T(offset), T(scale));
+}
+
+void clamp_to_max_range(py::array x, double range, double offset, double scale) {
+  require(x.ndim() >= 1 && (x.flags() & py::array::c_style) && x.writeable(),
+          "clamp_to_max_range: x must be a writeable C-contiguous array of shape (batch, ...)");
+  if (x.dtype().is(py::dtype::of<float>()))
+    clamp_range_typed<float>(x, range, offset, scale);
+  else if (x.dtype().is(py::dtype::of<double>()))
+    clamp_range_typed<double>(x, range, offset, scale);
+  else
+    throw py::type_error("clamp_to_max_range: expected float32 or float64");
+}
+
 #ifdef SONICORE_WITH_CUDA
 sonicore::DType cuda_dtype(int d) {
   require(d == 0 || d == 1, "cuda stft kernels: dtype must be 0 (float32) or 1 (float64)");
@@ -81,6 +101,8 @@ void bind_mel(py::module_& m) {
   m.def("mel_project", &mel_project, py::arg("spec"), py::arg("weights"), py::arg("offsets"),
         py::arg("bin_start"), py::arg("out"), py::arg("log"), py::arg("floor"),
         "Sparse mel projection + clamp + log: spec (B, F, T) -> out (B, n_mels, T).");
+  m.def("clamp_to_max_range", &clamp_to_max_range, py::arg("x"), py::arg("range"), py::arg("offset"),
+        py::arg("scale"), "In place: x = (max(x, max_item(x) - range) + offset) * scale per item.");
 #ifdef SONICORE_WITH_CUDA
   m.def(
       "cuda_stft_frame",

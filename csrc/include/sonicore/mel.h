@@ -23,4 +23,10 @@ void mel_project(const T* spec, int64_t batch, int64_t n_bins, int64_t n_frames,
                  const T* weights, const int64_t* offsets, const int32_t* bin_start, int64_t n_mels,
                  T* out, MelLog log, T floor);
 
+// Whisper's dynamic-range step, in place on x (batch, n) contiguous:
+// x = (max(x, max_item(x) - range) + offset) * scale, max taken per item (NaN-ignoring; an
+// item with NaN keeps its NaN elements). Single pass per item, no threads: the data is small.
+template <typename T>
+void clamp_to_max_range(T* x, int64_t batch, int64_t n, T range, T offset, T scale);
+
 }  // namespace sonicore

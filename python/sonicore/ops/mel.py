@@ -207,12 +207,18 @@ def _stft_backend(backend: Optional[str]) -> Optional[str]:
     return backend
 
 
+@functools.lru_cache(maxsize=16)
+def _hann(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # Periodic Hann, the STFT convention of librosa, torch and Whisper; cached because a
+    # fresh one per call costs a torch thread-pool round trip.
+    return torch.hann_window(n, periodic=True, dtype=dtype, device=device)
+
+
 def _window_for(window, win_length: int, t: torch.Tensor):
     if isinstance(window, str):
         if window != "hann":
             raise ValueError(f"window must be 'hann' or an array of win_length samples, got {window!r}")
-        # Periodic Hann, the STFT convention of librosa, torch and Whisper.
-        return torch.hann_window(win_length, periodic=True, dtype=t.dtype, device=t.device)
+        return _hann(win_length, t.dtype, t.device)
     return window
 
 
@@ -313,8 +319,13 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, backend: Optio
     dropped, power spectrum, Slaney mel bank (ours, identical to Whisper's mel_filters.npz),
     log10 of max(mel, 1e-10), then clamped to (max - 8) and mapped by (x + 4) / 4.
 
+    On CPU the spectrum and projection run in float64 (then rounded to the input dtype):
+    float32 FFTs disagree by up to ~2e-5 here on bands that hold a single near-zero bin, and
+    this way ours is the float64 truth; openai-whisper's own float32 result is within 1e-5
+    of it except on such bands. backend="torch" reproduces openai-whisper's float32 rounding.
+
     Args:
-        audio: (S,) or (B, S) samples at 16 kHz, float32 (float64 is computed in float64).
+        audio: (S,) or (B, S) samples at 16 kHz, float32 or float64.
         n_mels: 80 or 128 (large-v3 / turbo).
         padding: zeros appended to the right of each item, in samples.
         backend: forces the STFT backend ("cpu", "cuda", "triton", "torch").
@@ -335,12 +346,25 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, backend: Optio
     if t.shape[-1] <= _WHISPER_N_FFT // 2:
         raise ValueError(f"audio must have more than {_WHISPER_N_FFT // 2} samples (reflect padding), "
                          f"got {t.shape[-1]}")
+    out_dtype = t.dtype
+    on_cpu = t.device.type == "cpu" and backend != "torch"
+    if on_cpu:
+        # Our CPU FFT rounds differently from torch's; a mel band holding one near-zero bin is
+        # ill-conditioned in float32 (either FFT can be 2e-5 off there). Computing in float64
+        # costs ~15 ms per 30 s and makes the result the float64 truth rounded to float32.
+        t = t.to(torch.float64)
     m = _mel_impl(t, _WHISPER_SR, _WHISPER_N_FFT, _WHISPER_HOP, None, "hann", True, "reflect", 2.0,
                   n_mels, 0.0, None, False, "slaney", backend, log="log10", floor=1e-10,
                   drop_last=True)
     m3 = m if m.dim() == 3 else m.unsqueeze(0)
-    top = m3.amax(dim=(-2, -1), keepdim=True)
-    m3 = (torch.maximum(m3, top - 8.0) + 4.0) / 4.0
+    # m is a fresh tensor of ours, so the last steps run in place: on CPU in one C++ pass
+    # (a chain of small torch ops costs more in thread hand-offs than in arithmetic).
+    if on_cpu:
+        from .._ext import C
+        C.clamp_to_max_range(m3.numpy(), 8.0, 4.0, 0.25)
+        m3 = m3.to(out_dtype)
+    else:
+        m3 = (torch.maximum(m3, m3.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
     out = m3 if m.dim() == 3 else m3[0]
     return from_torch(out, was_numpy)
 
