@@ -267,3 +267,16 @@ def test_mmaudio_mel(rng, mode, dtype):
     assert (ours - ref).abs().max().item() <= tol * max(1.0, ref.abs().max().item())
     with pytest.raises(ValueError, match="mode"):
         ops.mmaudio_mel(x, "22k")
+
+
+def test_mel_through_triton_stft(rng):
+    """The mel front end on the Triton STFT (interpreter here, GPU elsewhere) equals librosa."""
+    pytest.importorskip("triton")
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("triton needs a GPU or TRITON_INTERPRET=1")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.from_numpy(rng.standard_normal(2999) * 0.2).to(torch.float64)
+    ours = ops.mel(x.to(dev), 16000, 256, 64, n_mels=40, backend="triton").cpu()
+    basis = librosa.filters.mel(sr=16000, n_fft=256, n_mels=40, dtype=np.float64)
+    ref = basis @ np.abs(librosa.stft(x.numpy(), n_fft=256, hop_length=64)) ** 2
+    assert _rel(ours.numpy(), ref) <= 1e-10

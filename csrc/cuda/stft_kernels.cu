@@ -10,6 +10,13 @@ namespace sonicore {
 namespace cuda {
 namespace {
 
+void use_device(int device, const char* what) {
+  cudaError_t e = cudaSetDevice(device);
+  if (e != cudaSuccess)
+    throw ArgumentError(std::string(what) + ": cannot use CUDA device " + std::to_string(device) + ": " +
+                        cudaGetErrorString(e));
+}
+
 void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) throw ArgumentError(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
@@ -32,20 +39,26 @@ __device__ __forceinline__ int64_t source_index(int64_t p, int64_t n, PadMode mo
   }
 }
 
-// One thread per frame sample over the flat (batch, frame, j) index: consecutive threads
-// walk consecutive j, so loads of x (contiguous within a frame) and stores are coalesced.
-// A grid-stride loop keeps the grid small for hour-long inputs.
+// One block per frame (blockIdx.x = b * n_frames + t, no 65535 limit on x); its threads walk
+// the frame's samples, so loads of x (contiguous within a frame) and stores are coalesced,
+// and the integer divisions happen once per thread rather than once per sample.
 template <typename T>
 __global__ void frame_kernel(const T* __restrict__ x, int64_t n_samples, int64_t x_bs,
                              const T* __restrict__ window, T scale, T* __restrict__ frames,
-                             int64_t total, int64_t n_frames, int64_t n_fft, int64_t hop, int64_t pad,
-                             PadMode mode) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / n_fft, j = i - row * n_fft;
-    const int64_t b = row / n_frames, t = row - b * n_frames;
-    const int64_t src = source_index(t * hop + j - pad, n_samples, mode);
-    const T v = src >= 0 ? x[b * x_bs + src] : T(0);
-    frames[i] = v * window[j] * scale;
+                             int64_t n_frames, int64_t n_fft, int64_t hop, int64_t pad, PadMode mode) {
+  const int64_t row = blockIdx.x;
+  const int64_t b = row / n_frames, t = row - b * n_frames;
+  const T* xb = x + b * x_bs;
+  T* out = frames + row * n_fft;
+  const int64_t start = t * hop - pad;
+  if (start >= 0 && start + n_fft <= n_samples) {  // interior frame: no padding logic
+    for (int64_t j = threadIdx.x; j < n_fft; j += blockDim.x) out[j] = xb[start + j] * window[j] * scale;
+    return;
+  }
+  for (int64_t j = threadIdx.x; j < n_fft; j += blockDim.x) {
+    const int64_t src = source_index(start + j, n_samples, mode);
+    const T v = src >= 0 ? xb[src] : T(0);
+    out[j] = v * window[j] * scale;
   }
 }
 
@@ -127,13 +140,13 @@ template <typename T>
 void frame_typed(const void* x, int64_t batch, int64_t n_samples, int64_t x_bs, const void* window,
                  double scale, void* frames, int64_t n_frames, int64_t n_fft, int64_t hop, int64_t pad,
                  PadMode mode, cudaStream_t s) {
-  const int threads = 256;
-  const int64_t total = batch * n_frames * n_fft;
-  const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, 65536LL * 8);
-  frame_kernel<T><<<unsigned(blocks), threads, 0, s>>>(static_cast<const T*>(x), n_samples, x_bs,
-                                                       static_cast<const T*>(window), T(scale),
-                                                       static_cast<T*>(frames), total, n_frames, n_fft, hop,
-                                                       pad, mode);
+  // A block per frame; 128 threads cover n_fft 400 in 4 steps and 4096 in 32 (the
+  // rows, up to 2^31 - 1 of them, give plenty of parallelism).
+  const int threads = n_fft >= 1024 ? 256 : 128;
+  SONICORE_CHECK(batch * n_frames <= 0x7fffffffLL, "stft_frame: more than 2^31 - 1 frames in one call");
+  frame_kernel<T><<<unsigned(batch * n_frames), threads, 0, s>>>(
+      static_cast<const T*>(x), n_samples, x_bs, static_cast<const T*>(window), T(scale),
+      static_cast<T*>(frames), n_frames, n_fft, hop, pad, mode);
   check_launch("stft_frame");
 }
 
@@ -141,8 +154,9 @@ void frame_typed(const void* x, int64_t batch, int64_t n_samples, int64_t x_bs, 
 
 void stft_frame(DType dtype, const void* x, int64_t batch, int64_t n_samples, int64_t x_batch_stride,
                 const void* window, double scale, void* frames, int64_t n_frames, int64_t n_fft,
-                int64_t hop, int64_t pad, PadMode pad_mode, void* stream) {
+                int64_t hop, int64_t pad, PadMode pad_mode, int device, void* stream) {
   SONICORE_CHECK(dtype == DType::f32 || dtype == DType::f64, "stft_frame: dtype must be float32 or float64");
+  use_device(device, "stft_frame");
   SONICORE_CHECK(pad_mode != PadMode::reflect || pad < n_samples,
                  "stft_frame: reflect padding needs pad < n_samples");
   auto s = static_cast<cudaStream_t>(stream);
@@ -153,8 +167,9 @@ void stft_frame(DType dtype, const void* x, int64_t batch, int64_t n_samples, in
 }
 
 void stft_spectrum_out(DType dtype, const void* spec, int64_t batch, int64_t n_frames, int64_t n_bins,
-                       void* out, SpectrumKind kind, double eps, double floor, void* stream) {
+                       void* out, SpectrumKind kind, double eps, double floor, int device, void* stream) {
   SONICORE_CHECK(dtype == DType::f32 || dtype == DType::f64, "stft_spectrum_out: dtype must be float32 or float64");
+  use_device(device, "stft_spectrum_out");
   SONICORE_CHECK(batch <= 65535 && (n_bins + kTile - 1) / kTile <= 65535,
                  "stft_spectrum_out: batch and bins/32 must be at most 65535");
   auto s = static_cast<cudaStream_t>(stream);
@@ -171,8 +186,9 @@ void stft_spectrum_out(DType dtype, const void* spec, int64_t batch, int64_t n_f
 
 void istft_overlap_add(DType dtype, const void* frames, const void* window, int64_t batch,
                        int64_t n_frames, int64_t n_fft, int64_t hop, int64_t start, int64_t length,
-                       double scale, void* out, int* bad_flag, void* stream) {
+                       double scale, void* out, int* bad_flag, int device, void* stream) {
   SONICORE_CHECK(dtype == DType::f32 || dtype == DType::f64, "istft_overlap_add: dtype must be float32 or float64");
+  use_device(device, "istft_overlap_add");
   SONICORE_CHECK(batch <= 65535, "istft_overlap_add: batch must be at most 65535");
   auto s = static_cast<cudaStream_t>(stream);
   const int threads = 256;

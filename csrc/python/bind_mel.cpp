@@ -108,7 +108,7 @@ void bind_mel(py::module_& m) {
       "cuda_stft_frame",
       [](int dtype, uintptr_t x, int64_t batch, int64_t n_samples, int64_t x_batch_stride,
          uintptr_t window, double scale, uintptr_t frames, int64_t n_frames, int64_t n_fft, int64_t hop,
-         int64_t pad, int pad_mode, uintptr_t stream) {
+         int64_t pad, int pad_mode, int device, uintptr_t stream) {
         require(batch > 0 && n_samples > 0 && n_frames > 0 && n_fft > 0 && hop > 0 && pad >= 0,
                 "cuda_stft_frame: sizes must be positive");
         require(pad_mode >= 0 && pad_mode <= 3, "cuda_stft_frame: pad_mode must be 0..3");
@@ -116,40 +116,40 @@ void bind_mel(py::module_& m) {
         sonicore::cuda::stft_frame(cuda_dtype(dtype), ptr(x, "x"), batch, n_samples, x_batch_stride,
                                    ptr(window, "window"), scale, ptr(frames, "frames"), n_frames, n_fft,
                                    hop, pad, static_cast<sonicore::cuda::PadMode>(pad_mode),
-                                   reinterpret_cast<void*>(stream));
+                                   device, reinterpret_cast<void*>(stream));
       },
       py::arg("dtype"), py::arg("x"), py::arg("batch"), py::arg("n_samples"), py::arg("x_batch_stride"),
       py::arg("window"), py::arg("scale"), py::arg("frames"), py::arg("n_frames"), py::arg("n_fft"),
-      py::arg("hop"), py::arg("pad"), py::arg("pad_mode"), py::arg("stream"));
+      py::arg("hop"), py::arg("pad"), py::arg("pad_mode"), py::arg("device"), py::arg("stream"));
   m.def(
       "cuda_stft_spectrum_out",
       [](int dtype, uintptr_t spec, int64_t batch, int64_t n_frames, int64_t n_bins, uintptr_t out,
-         int kind, double eps, double floor, uintptr_t stream) {
+         int kind, double eps, double floor, int device, uintptr_t stream) {
         require(batch > 0 && n_frames > 0 && n_bins > 0, "cuda_stft_spectrum_out: sizes must be positive");
         require(kind >= 0 && kind <= 2, "cuda_stft_spectrum_out: kind must be 0..2");
         py::gil_scoped_release nogil;
         sonicore::cuda::stft_spectrum_out(cuda_dtype(dtype), ptr(spec, "spec"), batch, n_frames, n_bins,
                                           ptr(out, "out"), static_cast<sonicore::cuda::SpectrumKind>(kind),
-                                          eps, floor, reinterpret_cast<void*>(stream));
+                                          eps, floor, device, reinterpret_cast<void*>(stream));
       },
       py::arg("dtype"), py::arg("spec"), py::arg("batch"), py::arg("n_frames"), py::arg("n_bins"),
-      py::arg("out"), py::arg("kind"), py::arg("eps"), py::arg("floor"), py::arg("stream"));
+      py::arg("out"), py::arg("kind"), py::arg("eps"), py::arg("floor"), py::arg("device"), py::arg("stream"));
   m.def(
       "cuda_istft_overlap_add",
       [](int dtype, uintptr_t frames, uintptr_t window, int64_t batch, int64_t n_frames, int64_t n_fft,
          int64_t hop, int64_t start, int64_t length, double scale, uintptr_t out, uintptr_t bad_flag,
-         uintptr_t stream) {
+         int device, uintptr_t stream) {
         require(batch > 0 && n_frames > 0 && n_fft > 0 && hop > 0 && start >= 0 && length > 0,
                 "cuda_istft_overlap_add: sizes must be positive");
         py::gil_scoped_release nogil;
         sonicore::cuda::istft_overlap_add(cuda_dtype(dtype), ptr(frames, "frames"), ptr(window, "window"),
                                           batch, n_frames, n_fft, hop, start, length, scale, ptr(out, "out"),
-                                          static_cast<int*>(ptr(bad_flag, "bad_flag")),
+                                          static_cast<int*>(ptr(bad_flag, "bad_flag")), device,
                                           reinterpret_cast<void*>(stream));
       },
       py::arg("dtype"), py::arg("frames"), py::arg("window"), py::arg("batch"), py::arg("n_frames"),
       py::arg("n_fft"), py::arg("hop"), py::arg("start"), py::arg("length"), py::arg("scale"), py::arg("out"),
-      py::arg("bad_flag"), py::arg("stream"));
+      py::arg("bad_flag"), py::arg("device"), py::arg("stream"));
 #endif
 }
 

@@ -58,6 +58,12 @@ def _stream(t: torch.Tensor) -> int:
     return int(torch.cuda.current_stream(t.device).cuda_stream)
 
 
+def _device_index(t: torch.Tensor) -> int:
+    if t.device.type != "cuda":
+        raise ValueError(f"the cuda backend needs CUDA tensors, got data on {t.device}")
+    return t.device.index if t.device.index is not None else torch.cuda.current_device()
+
+
 def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: int, pad_mode: str,
            scale: float, n_frames: int, backend: str) -> torch.Tensor:
     """(B, S) -> windowed frames (B, T, n_fft), padding and window applied on load."""
@@ -67,7 +73,7 @@ def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: in
         C = _cuda()
         C.cuda_stft_frame(0 if x2.dtype == torch.float32 else 1, x2.data_ptr(), batch, n_samples,
                           x2.stride(0), window.data_ptr(), scale, frames.data_ptr(), n_frames, n_fft,
-                          hop, pad, _PAD_CODE[pad_mode], _stream(x2))
+                          hop, pad, _PAD_CODE[pad_mode], _device_index(x2), _stream(x2))
     else:
         k = _triton()
         block = min(1024, max(16, 1 << (n_fft - 1).bit_length()))
@@ -132,7 +138,7 @@ def stft(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center: b
         C = _cuda()
         C.cuda_stft_spectrum_out(0 if x2.dtype == torch.float32 else 1, sv.data_ptr(), batch, n_frames,
                                  n_bins, out.data_ptr(), _KIND_CODE[output], float(magnitude_eps),
-                                 float(log_floor), _stream(x2))
+                                 float(log_floor), _device_index(x2), _stream(x2))
     else:
         k = _triton()
         bt, bf = 32, 32
@@ -191,7 +197,7 @@ def istft(spec: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center
         C = _cuda()
         C.cuda_istft_overlap_add(0 if real == torch.float32 else 1, frames.data_ptr(), window.data_ptr(),
                                  batch, n_frames, n_fft, hop, start, n_out, scale, out.data_ptr(),
-                                 flag.data_ptr(), _stream(spec))
+                                 flag.data_ptr(), _device_index(spec), _stream(spec))
     else:
         k = _triton()
         block = 256
