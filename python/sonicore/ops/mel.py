@@ -352,7 +352,8 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, backend: Optio
         # Our CPU FFT rounds differently from torch's; a mel band holding one near-zero bin is
         # ill-conditioned in float32 (either FFT can be 2e-5 off there). Computing in float64
         # costs ~15 ms per 30 s and makes the result the float64 truth rounded to float32.
-        t = t.to(torch.float64)
+        # numpy casts: a torch .to() here costs a thread-pool round trip for no gain.
+        t = torch.from_numpy(t.detach().numpy().astype(np.float64))
     m = _mel_impl(t, _WHISPER_SR, _WHISPER_N_FFT, _WHISPER_HOP, None, "hann", True, "reflect", 2.0,
                   n_mels, 0.0, None, False, "slaney", backend, log="log10", floor=1e-10,
                   drop_last=True)
@@ -362,7 +363,7 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, backend: Optio
     if on_cpu:
         from .._ext import C
         C.clamp_to_max_range(m3.numpy(), 8.0, 4.0, 0.25)
-        m3 = m3.to(out_dtype)
+        m3 = torch.from_numpy(m3.numpy().astype(np.float32 if out_dtype == torch.float32 else np.float64))
     else:
         m3 = (torch.maximum(m3, m3.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
     out = m3 if m.dim() == 3 else m3[0]
