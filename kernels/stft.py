@@ -18,9 +18,12 @@ KIND_MAGNITUDE, KIND_POWER, KIND_LOG_MAGNITUDE = 0, 1, 2
 
 
 @triton.jit
-def frame_kernel(x_ptr, w_ptr, out_ptr, n_samples, x_batch_stride, n_frames, n_fft, hop, pad, scale,
+def frame_kernel(x_ptr, w_ptr, out_ptr, n_samples, x_batch_stride, n_frames, n_fft, hop, pad, scale_ptr,
                  PAD_MODE: tl.constexpr, BLOCK: tl.constexpr):
     # grid = (batch * n_frames, cdiv(n_fft, BLOCK)); one program fills BLOCK samples of a frame.
+    # Scalars of the data's dtype come through a small tensor: a Python float argument would
+    # be rounded to float32 on a GPU, which float64 results cannot afford.
+    scale = tl.load(scale_ptr)
     row = tl.program_id(0).to(tl.int64)
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     jmask = j < n_fft
@@ -46,10 +49,13 @@ def frame_kernel(x_ptr, w_ptr, out_ptr, n_samples, x_batch_stride, n_frames, n_f
 
 
 @triton.jit
-def spectrum_kernel(spec_ptr, out_ptr, n_frames, n_bins, eps, floor,
+def spectrum_kernel(spec_ptr, out_ptr, n_frames, n_bins, params_ptr,
                     KIND: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_F: tl.constexpr):
     # spec: (batch, n_frames, n_bins, 2) real view of the complex FFT output.
     # out:  (batch, n_bins, n_frames). grid = (cdiv(n_frames, BLOCK_T), cdiv(n_bins, BLOCK_F), batch)
+    # params_ptr: [magnitude eps, log floor] in the data's dtype.
+    eps = tl.load(params_ptr)
+    floor = tl.load(params_ptr + 1)
     b = tl.program_id(2).to(tl.int64)
     t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     f = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
@@ -70,8 +76,9 @@ def spectrum_kernel(spec_ptr, out_ptr, n_frames, n_bins, eps, floor,
 
 @triton.jit
 def overlap_add_kernel(frames_ptr, w_ptr, out_ptr, flag_ptr, n_frames, n_fft, hop, start, length,
-                       scale, BLOCK: tl.constexpr):
+                       scale_ptr, BLOCK: tl.constexpr):
     # frames: (batch, n_frames, n_fft); out: (batch, length). grid = (cdiv(length, BLOCK), batch)
+    scale = tl.load(scale_ptr)
     b = tl.program_id(1).to(tl.int64)
     n = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     nmask = n < length

@@ -79,8 +79,13 @@ def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: in
         block = min(1024, max(16, 1 << (n_fft - 1).bit_length()))
         grid = (batch * n_frames, (n_fft + block - 1) // block)
         k.frame_kernel[grid](x2, window, frames, n_samples, x2.stride(0), n_frames, n_fft, hop, pad,
-                             scale, PAD_MODE=_PAD_CODE[pad_mode], BLOCK=block)
+                             _scalars(x2, scale), PAD_MODE=_PAD_CODE[pad_mode], BLOCK=block)
     return frames
+
+
+def _scalars(like: torch.Tensor, *values: float) -> torch.Tensor:
+    """Kernel scalars in the data's dtype (Triton would pass Python floats as float32)."""
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
 
 
 def _triton():
@@ -143,7 +148,7 @@ def stft(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center: b
         k = _triton()
         bt, bf = 32, 32
         grid = ((n_frames + bt - 1) // bt, (n_bins + bf - 1) // bf, batch)
-        k.spectrum_kernel[grid](sv, out, n_frames, n_bins, float(magnitude_eps), float(log_floor),
+        k.spectrum_kernel[grid](sv, out, n_frames, n_bins, _scalars(out, magnitude_eps, log_floor),
                                 KIND=_KIND_CODE[output], BLOCK_T=bt, BLOCK_F=bf)
     return out
 
@@ -202,8 +207,8 @@ def istft(spec: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center
         k = _triton()
         block = 256
         grid = ((n_out + block - 1) // block, batch)
-        k.overlap_add_kernel[grid](frames, window, out, flag, n_frames, n_fft, hop, start, n_out, scale,
-                                   BLOCK=block)
+        k.overlap_add_kernel[grid](frames, window, out, flag, n_frames, n_fft, hop, start, n_out,
+                                   _scalars(out, scale), BLOCK=block)
     # One device->host sync, as torch.istft does for the same check.
     if int(flag.item()) != 0:
         raise ValueError(_NOLA)
