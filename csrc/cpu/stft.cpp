@@ -54,6 +54,23 @@ const T* padded_frame(const T* data, int64_t first, int64_t S, int64_t start, in
   return tmp;
 }
 
+// Bins (re at p[k*sf], im next to it) into split arrays. Contiguous complex bins (sf == 2, the
+// layout torch.stft returns) take a loop the compiler vectorises.
+template <class T>
+void gather_bins(const T* p, int64_t sf, int64_t count, T* re, T* im) {
+  if (sf == 2) {
+    for (int64_t k = 0; k < count; ++k) {
+      re[k] = p[2 * k];
+      im[k] = p[2 * k + 1];
+    }
+  } else {
+    for (int64_t k = 0; k < count; ++k) {
+      re[k] = p[k * sf];
+      im[k] = p[k * sf + 1];
+    }
+  }
+}
+
 fft::ForwardOptions forward_options(const StftParams& p) {
   fft::ForwardOptions o;
   o.output = p.output;
@@ -187,10 +204,7 @@ void istft(const T* spec, int64_t batch, int64_t bins, int64_t frames, int64_t s
       const int64_t t_hi = std::min(frames - 1, (z - 1) / hop);
       const T* sp = spec + bi * sb;
       for (int64_t t = t_lo; t <= t_hi; ++t) {
-        for (int64_t k = 0; k <= M; ++k) {
-          re[size_t(k)] = sp[k * sf + t * st];
-          im[size_t(k)] = sp[k * sf + t * st + 1];
-        }
+        gather_bins(sp + t * st, sf, M + 1, re.data(), im.data());
         im[0] = T(0);
         im[size_t(M)] = T(0);
         fft::inverse_frame(*plan, re.data(), im.data(), scale, we.data(), wo.data(), frame.data(), work.data());
@@ -353,10 +367,7 @@ int64_t IstftStream<T>::push(const T* spec, int64_t count, int64_t sf, int64_t s
   SONICORE_CHECK(count >= 0, "frame count must be >= 0");
   const int64_t n = p_.n_fft, M = n / 2, hop = p_.hop;
   for (int64_t c = 0; c < count; ++c) {
-    for (int64_t k = 0; k <= M; ++k) {
-      re_[size_t(k)] = spec[k * sf + c * st];
-      im_[size_t(k)] = spec[k * sf + c * st + 1];
-    }
+    gather_bins(spec + c * st, sf, M + 1, re_.data(), im_.data());
     im_[0] = T(0);
     im_[size_t(M)] = T(0);
     fft::inverse_frame(*plan_, re_.data(), im_.data(), scale_, we_.data(), wo_.data(), frame_.data(),

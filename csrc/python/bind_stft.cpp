@@ -3,7 +3,12 @@
 // C++ core read or write out of bounds; then releases the GIL and calls the core.
 #include <pybind11/numpy.h>
 
+#include <mutex>
 #include <string>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "bindings.h"
 #include "sonicore/stft.h"
@@ -157,53 +162,82 @@ void istft_forward(py::array spec, py::array window, int64_t n_fft, int64_t hop,
   sonicore::stft::istft<T>(sp, batch, bins, frames, s[0], s[1], s[2], ws, p, o, length);
 }
 
+// A stream plus the lock that serialises calls on it. Pushes run without the GIL, so two
+// Python threads pushing to the same stream would otherwise race on its buffers. Lock order:
+// the lock is only waited for WITHOUT the GIL, so the two can never deadlock.
+template <class S>
+struct Guarded {
+  explicit Guarded(S&& s) : stream(std::move(s)) {}
+  // Copies the stream only; the caller holds other's lock (see copy()).
+  Guarded(const Guarded& other) : stream(other.stream) {}
+  std::unique_lock<std::mutex> lock() const {
+    std::unique_lock<std::mutex> lk(mu, std::defer_lock);
+    py::gil_scoped_release nogil;
+    lk.lock();
+    return lk;
+  }
+  S stream;
+  mutable std::mutex mu;
+};
+
 template <class T>
 void bind_streams(py::module_& m, const char* stft_name, const char* istft_name) {
-  using S = StftStream<T>;
+  using S = Guarded<StftStream<T>>;
+  auto frames_array = [](const StftStream<T>& s, int64_t k) {
+    const bool cplx = s.row_size() != s.num_bins();
+    return cplx ? py::array_t<T>({k, s.num_bins(), int64_t(2)}) : py::array_t<T>({k, s.num_bins()});
+  };
   py::class_<S>(m, stft_name)
       .def(py::init([](py::array window, int64_t n_fft, int64_t hop, bool center, int pad, bool normalized,
                        bool onesided, int output, double eps, double floor) {
              check_contig<T>(window, "window", 1);
              StftParams p = stft_params(n_fft, hop, center, pad, normalized, onesided, output, eps, floor);
              require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
-             return S(static_cast<const T*>(window.data()), p);
+             return S(StftStream<T>(static_cast<const T*>(window.data()), p));
            }),
            py::arg("window"), py::arg("n_fft"), py::arg("hop"), py::arg("center"), py::arg("pad_mode"),
            py::arg("normalized"), py::arg("onesided"), py::arg("output"), py::arg("magnitude_eps"),
            py::arg("log_floor"))
-      .def_property_readonly("num_bins", &S::num_bins)
-      .def_property_readonly("samples_pushed", &S::samples_pushed)
-      .def("push", [](S& self, py::array x) {
+      .def_property_readonly("num_bins", [](S& g) { return g.stream.num_bins(); })
+      .def_property_readonly("samples_pushed", [](S& g) {
+        auto lk = g.lock();
+        return g.stream.samples_pushed();
+      })
+      .def("push", [frames_array](S& g, py::array x) {
         check_contig<T>(x, "samples", 1);
         const int64_t count = x.shape(0);
-        const int64_t k = self.frames_ready(count);
-        const bool cplx = self.row_size() != self.num_bins();
-        py::array_t<T> out = cplx ? py::array_t<T>({k, self.num_bins(), int64_t(2)})
-                                  : py::array_t<T>({k, self.num_bins()});
+        auto lk = g.lock();
+        py::array_t<T> out = frames_array(g.stream, g.stream.frames_ready(count));
         const T* src = static_cast<const T*>(x.data());
         T* dst = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          self.push(src, count, dst);
+          g.stream.push(src, count, dst);
+          lk.unlock();
         }
         return out;
       }, py::arg("samples"))
-      .def("flush", [](S& self) {
-        const int64_t k = self.flush_frames();
-        const bool cplx = self.row_size() != self.num_bins();
-        py::array_t<T> out = cplx ? py::array_t<T>({k, self.num_bins(), int64_t(2)})
-                                  : py::array_t<T>({k, self.num_bins()});
+      .def("flush", [frames_array](S& g) {
+        auto lk = g.lock();
+        py::array_t<T> out = frames_array(g.stream, g.stream.flush_frames());
         T* dst = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          self.flush(dst);
+          g.stream.flush(dst);
+          lk.unlock();
         }
         return out;
       })
-      .def("reset", &S::reset)
-      .def("copy", [](const S& self) { return S(self); });
+      .def("reset", [](S& g) {
+        auto lk = g.lock();
+        g.stream.reset();
+      })
+      .def("copy", [](const S& g) {
+        auto lk = g.lock();
+        return S(g);
+      });
 
-  using I = IstftStream<T>;
+  using I = Guarded<IstftStream<T>>;
   py::class_<I>(m, istft_name)
       .def(py::init([](py::array window, int64_t n_fft, int64_t hop, bool center, bool normalized) {
              check_contig<T>(window, "window", 1);
@@ -214,45 +248,82 @@ void bind_streams(py::module_& m, const char* stft_name, const char* istft_name)
              p.normalized = normalized;
              sonicore::stft::check_params(p);
              require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
-             return I(static_cast<const T*>(window.data()), p);
+             return I(IstftStream<T>(static_cast<const T*>(window.data()), p));
            }),
            py::arg("window"), py::arg("n_fft"), py::arg("hop"), py::arg("center"), py::arg("normalized"))
-      .def("push", [](I& self, py::array spec) {
+      .def("push", [](I& g, py::array spec) {
         check_dtype<T>(spec, "frames");
         require(spec.ndim() == 3 && spec.shape(2) == 2, "frames must be a (bins, k, 2) real view");
+        require(spec.shape(0) >= g.stream.num_bins(),
+                "frames need n_fft // 2 + 1 = " + std::to_string(g.stream.num_bins()) + " bins");
         if (spec.shape(1) == 0) return py::array_t<T>(0);
         auto s = element_strides<T>(spec, "frames");
         require(s[2] == 1, "frames' (re, im) pairs must be adjacent");
-        require(spec.shape(0) >= self.num_bins(),
-                "frames need n_fft // 2 + 1 = " + std::to_string(self.num_bins()) + " bins");
         const int64_t k = spec.shape(1);
-        const int64_t ready = self.samples_ready(k);
-        py::array_t<T> out(ready);
+        auto lk = g.lock();
+        py::array_t<T> out(g.stream.samples_ready(k));
         const T* src = static_cast<const T*>(spec.data());
         T* dst = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          self.push(src, k, s[0], s[1], dst);
+          g.stream.push(src, k, s[0], s[1], dst);
+          lk.unlock();
         }
         return out;
       }, py::arg("frames"))
-      .def("flush", [](I& self, int64_t length) {
-        const int64_t count = self.flush_samples(length);
-        py::array_t<T> out(count);
+      .def("flush", [](I& g, int64_t length) {
+        auto lk = g.lock();
+        py::array_t<T> out(g.stream.flush_samples(length));
         T* dst = out.mutable_data();
         {
           py::gil_scoped_release nogil;
-          self.flush(length, dst);
+          g.stream.flush(length, dst);
+          lk.unlock();
         }
         return out;
       }, py::arg("length") = -1)
-      .def("reset", &I::reset)
-      .def("copy", [](const I& self) { return I(self); });
+      .def("reset", [](I& g) {
+        auto lk = g.lock();
+        g.stream.reset();
+      })
+      .def("copy", [](const I& g) {
+        auto lk = g.lock();
+        return I(g);
+      });
+}
+
+// A zero-initialised byte array for a large kernel output. On Linux, sizes from 4 MiB up are
+// mapped on a 2 MiB boundary and advised as transparent huge pages: first-touch page faults
+// of a fresh 40 MB spectrogram otherwise cost about as much as computing it.
+py::array alloc_output(int64_t nbytes) {
+  require(nbytes >= 0, "nbytes must be >= 0");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t huge = size_t(2) << 20;
+  if (nbytes >= int64_t(4) << 20) {
+    const size_t len = size_t(nbytes) + huge;
+    void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base != MAP_FAILED) {
+      uintptr_t p = (reinterpret_cast<uintptr_t>(base) + huge - 1) & ~uintptr_t(huge - 1);
+      madvise(reinterpret_cast<void*>(p), size_t(nbytes), MADV_HUGEPAGE);
+      struct Mapping { void* base; size_t len; };
+      auto* owner = new Mapping{base, len};
+      py::capsule keep(owner, [](void* o) {
+        auto* mp = static_cast<Mapping*>(o);
+        munmap(mp->base, mp->len);
+        delete mp;
+      });
+      return py::array(py::dtype("uint8"), {nbytes}, {int64_t(1)}, reinterpret_cast<uint8_t*>(p), keep);
+    }
+  }
+#endif
+  return py::array(py::dtype("uint8"), {nbytes});
 }
 
 }  // namespace
 
 void bind_stft(py::module_& m) {
+  m.def("alloc_output", &alloc_output, py::arg("nbytes"),
+        "Byte buffer for a large output (huge-page advised on Linux); view it with the dtype you need.");
   // Overloads by dtype: pybind11 tries float32 first, then float64; a TypeError from the
   // first only means "try the next", so dispatch explicitly on the input's dtype instead.
   py::module_ f32 = m.def_submodule("_f32"), f64 = m.def_submodule("_f64");

@@ -25,9 +25,13 @@ def __getattr__(name):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'sonicore.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
+    module = importlib.import_module(f"{__name__}.{mod}")
+    # Importing a submodule named like one of its functions (ops.stft) binds the package
+    # attribute to the module; bind every export of that module to its object instead.
+    for export, owner in _EXPORTS.items():
+        if owner == mod and hasattr(module, export):
+            globals()[export] = getattr(module, export)
+    return getattr(module, name)
 
 
 class _OpsModule(types.ModuleType):
