@@ -96,10 +96,22 @@ def test_gpu_roundtrip_and_nola(rng):
 
 
 @requires_cuda
-def test_gpu_mel_front_ends_match_cpu(rng):
+def test_gpu_whisper_log_mel(rng):
+    """On the GPU (both backends) vs openai-whisper on the same GPU. Float32 FFTs disagree on
+    bands holding one near-zero bin (docs/mel.md), so the bar is 1e-5 plus whisper's own
+    distance from the float64 truth, which is re-derived here with torch + librosa."""
+    import librosa
+    import numpy as np
     import sonicore.ops as ops
+    whisper = pytest.importorskip("whisper")
     x = torch.from_numpy(rng.standard_normal(16000 * 5 + 3) * 0.1).float()
+    s = torch.stft(x.double(), 400, 160, window=torch.hann_window(400, dtype=torch.float64), return_complex=True)
+    basis = torch.from_numpy(librosa.filters.mel(sr=16000, n_fft=400, n_mels=80, dtype=np.float64))
+    lg = torch.clamp(basis @ s[..., :-1].abs() ** 2, min=1e-10).log10()
+    exact = (torch.maximum(lg, lg.max() - 8.0) + 4.0) / 4.0
+    ref = whisper.audio.log_mel_spectrogram(x.cuda(), 80).cpu().double()
     for backend in _backends():
-        ours = ops.whisper_log_mel(x.cuda(), 80, backend=backend).cpu()
-        ref = ops.whisper_log_mel(x, 80, backend="torch")
-        assert (ours - ref).abs().max().item() <= 1e-5
+        ours = ops.whisper_log_mel(x.cuda(), 80, backend=backend).cpu().double()
+        assert ours.shape == ref.shape
+        assert ((ours - ref).abs() <= 1e-5 + (ref - exact).abs() + (ours - exact).abs().clamp(max=1e-6)).all()
+        assert (ours - exact).abs().max().item() <= 1e-4
