@@ -97,9 +97,10 @@ def test_gpu_roundtrip_and_nola(rng):
 
 @requires_cuda
 def test_gpu_whisper_log_mel(rng):
-    """On the GPU (both backends) vs openai-whisper on the same GPU. Float32 FFTs disagree on
-    bands holding one near-zero bin (docs/mel.md), so the bar is 1e-5 plus whisper's own
-    distance from the float64 truth, which is re-derived here with torch + librosa."""
+    """On the GPU (both backends, float32 like openai-whisper) vs openai-whisper on the same
+    GPU and the float64 truth re-derived here with torch + librosa. Float32 FFTs disagree on
+    bands holding one near-zero bin (docs/mel.md), so elements beyond 1e-5 must be rare and
+    our error vs the truth at most 2x whisper's own."""
     import librosa
     import numpy as np
     import sonicore.ops as ops
@@ -113,5 +114,8 @@ def test_gpu_whisper_log_mel(rng):
     for backend in _backends():
         ours = ops.whisper_log_mel(x.cuda(), 80, backend=backend).cpu().double()
         assert ours.shape == ref.shape
-        assert ((ours - ref).abs() <= 1e-5 + (ref - exact).abs() + (ours - exact).abs().clamp(max=1e-6)).all()
-        assert (ours - exact).abs().max().item() <= 1e-4
+        # DESIGN.md's rule for reduced precision: our error at most 2x the framework's own.
+        ours_err = (ours - exact).abs().max().item()
+        ref_err = (ref - exact).abs().max().item()
+        assert ours_err <= max(1e-5, 2 * ref_err), (backend, ours_err, ref_err)
+        assert ((ours - ref).abs() > 1e-5).double().mean().item() <= 1e-3
