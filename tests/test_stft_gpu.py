@@ -37,20 +37,6 @@ def _assert_close(ours, ref, output, dtype):
     assert err <= tol, err
 
 
-def _assert_close(ours, ref, output, dtype):
-    """Tolerance from the dtype, relative to the spectrum's scale. A log-magnitude is only as
-    well conditioned as its magnitude: two float32 FFTs (ours vs torch.stft's, e.g. cuFFT
-    plans of different layouts) can differ by ~1e-7 of the frame's scale, which is a large
-    relative error in a near-zero bin; so logs are compared through their magnitudes."""
-    tol = 2e-5 if dtype == torch.float32 else 1e-11
-    assert ours.shape == ref.shape
-    if output == "log_magnitude":
-        ours, ref = torch.exp(ours), torch.exp(ref)
-    scale = max(1.0, ref.abs().max().item())
-    err = (ours - ref).abs().max().item() / scale
-    assert err <= tol, err
-
-
 def _ref_out(spec, output, eps, floor):
     if output == "complex":
         return spec
