@@ -1,0 +1,1 @@
+"""Audio reading/writing and checkpoint readers."""
