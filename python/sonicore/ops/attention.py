@@ -37,6 +37,9 @@ _LAYOUTS = ("bhnd", "bnhd")
 # Head dims every backend is tested with; the C++ and torch backends take any D up to this.
 _MAX_HEAD_DIM = 512
 _CUDA_HEAD_DIMS = (64, 128)
+# Caps the instruction set of the C++ kernel (-1: best available; 0 portable, 1 AVX2, 2 AVX-512).
+# Tests set it to cover every code path on one machine.
+_CPU_ISA_CAP = -1
 
 
 # ----------------------------------------------------------------------------- validation
@@ -205,7 +208,7 @@ def _run_cpu(qb, kb, vb, out, lse, scale, causal, q_lens, kv_lens):
     qb, kb, vb = (_last_dim_dense(t) for t in (qb, kb, vb))
     _backend.C.attention_forward(_np_view(qb), _np_view(kb), _np_view(vb), _np_view(out),
                                  lse.numpy(), _dtype_tag(qb.dtype), scale, causal,
-                                 _lens_np(q_lens), _lens_np(kv_lens))
+                                 _lens_np(q_lens), _lens_np(kv_lens), _CPU_ISA_CAP)
 
 
 def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
@@ -351,5 +354,5 @@ def attention_probs(q, k, *, heads: Optional[Sequence[int]] = None, scale: Optio
     else:
         qb, kb = _last_dim_dense(qb), _last_dim_dense(kb)
         _backend.C.attention_probs(_np_view(qb), _np_view(kb), out.numpy(), hs, _dtype_tag(qb.dtype),
-                                   scale, _lens_np(kl))
+                                   scale, _lens_np(kl), _CPU_ISA_CAP)
     return from_torch(out, q_np)
