@@ -9,8 +9,8 @@ namespace {
 
 struct Avx2 {
   static constexpr int W = 8;
-  static constexpr int MR_QK = 3;  // 3 rows x 32 keys = 12 ymm accumulators (16 registers in all)
-  static constexpr int MR_PV = 3;  // 3 rows x 32 channels = 12 ymm accumulators
+  static constexpr int MR_QK = 3;  // 3 keys x 32 queries = 12 ymm accumulators (16 registers in all)
+  static constexpr int MR_PV = 3;  // 3 queries x 32 channels = 12 ymm accumulators
   using reg = __m256;
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
@@ -21,6 +21,13 @@ struct Avx2 {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+  // s where j < lim, else -inf.
+  static reg mask_ge(reg s, reg j, reg lim) {
+    return _mm256_blendv_ps(_mm256_set1_ps(kNegInf), s, _mm256_cmp_ps(j, lim, _CMP_LT_OQ));
+  }
+  static reg neginf_to_zero(reg m) {
+    return _mm256_blendv_ps(m, _mm256_setzero_ps(), _mm256_cmp_ps(m, _mm256_set1_ps(kNegInf), _CMP_EQ_OQ));
+  }
   static float hmax(reg v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));

@@ -9,8 +9,8 @@ namespace {
 
 struct Avx512 {
   static constexpr int W = 16;
-  static constexpr int MR_QK = 12;  // 12 rows x 32 keys = 24 zmm accumulators
-  static constexpr int MR_PV = 6;   // 6 rows x 64 channels = 24 zmm accumulators
+  static constexpr int MR_QK = 12;  // 12 keys x 32 queries = 24 zmm accumulators
+  static constexpr int MR_PV = 6;   // 6 queries x 64 channels = 24 zmm accumulators
   using reg = __m512;
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
@@ -21,6 +21,13 @@ struct Avx512 {
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
   static reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+  // s where j < lim, else -inf.
+  static reg mask_ge(reg s, reg j, reg lim) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(j, lim, _CMP_LT_OQ), _mm512_set1_ps(kNegInf), s);
+  }
+  static reg neginf_to_zero(reg m) {
+    return _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, _mm512_set1_ps(kNegInf), _CMP_EQ_OQ), _mm512_setzero_ps());
+  }
   static float hmax(reg v) { return _mm512_reduce_max_ps(v); }
   static float hadd(reg v) { return _mm512_reduce_add_ps(v); }
   // 2^x: round to the nearest integer n, a degree-7 Taylor polynomial of 2^f on [-1/2, 1/2]
