@@ -76,6 +76,7 @@ struct Portable {
     for (int i = 0; i < W; ++i) s += a.v[i];
     return s;
   }
+  static reg exp2_finite(const reg& a) { return exp2(a); }
   static reg exp2(const reg& a) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = std::exp2(a.v[i]);

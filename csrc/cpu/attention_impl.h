@@ -13,6 +13,9 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "sonicore/attention.h"
 
@@ -259,36 +262,62 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
 
 // Online-softmax step over St rows [0, nrows) for query lanes [0, nq): masks keys at or past
 // each query's limit (limf, absolute key index as float, only when `masked`), updates m and l,
-// writes P = exp2(S - m) in place and the O rescale factors alpha.
+// writes P = exp2(S - m) in place and the O rescale factors alpha. The lanes of one query chunk
+// are processed together and the rows two at a time, so the max / sum reductions run as
+// 2 * NV independent dependency chains instead of one latency-bound chain.
 template <class V>
 inline void softmax_block(float* st, int64_t lds, int64_t nrows, int64_t nq, float c0, bool masked,
                           const float* limf, float* m, float* l, float* alpha) {
-  for (int64_t c = 0; c < nq; c += V::W) {
-    typename V::reg mx = V::set1(kNegInf);
+  constexpr int NV = kQueryChunk / V::W;
+  using R = typename V::reg;
+  for (int64_t c = 0; c < nq; c += kQueryChunk) {
+    R mx[2][NV];
+    for (int u = 0; u < 2; ++u)
+      for (int v = 0; v < NV; ++v) mx[u][v] = V::set1(kNegInf);
     if (masked) {
-      typename V::reg lim = V::load(limf + c);
+      R lim[NV];
+      for (int v = 0; v < NV; ++v) lim[v] = V::load(limf + c + v * V::W);
       for (int64_t j = 0; j < nrows; ++j) {
-        typename V::reg s = V::mask_ge(V::load(st + j * lds + c), V::set1(c0 + float(j)), lim);
-        V::store(st + j * lds + c, s);
-        mx = V::max(mx, s);
+        const R jv = V::set1(c0 + float(j));
+        float* row = st + j * lds + c;
+        for (int v = 0; v < NV; ++v) {
+          R x = V::mask_ge(V::load(row + v * V::W), jv, lim[v]);
+          V::store(row + v * V::W, x);
+          mx[j & 1][v] = V::max(mx[j & 1][v], x);
+        }
       }
     } else {
-      for (int64_t j = 0; j < nrows; ++j) mx = V::max(mx, V::load(st + j * lds + c));
+      int64_t j = 0;
+      for (; j + 2 <= nrows; j += 2)
+        for (int u = 0; u < 2; ++u)
+          for (int v = 0; v < NV; ++v) mx[u][v] = V::max(mx[u][v], V::load(st + (j + u) * lds + c + v * V::W));
+      for (; j < nrows; ++j)
+        for (int v = 0; v < NV; ++v) mx[0][v] = V::max(mx[0][v], V::load(st + j * lds + c + v * V::W));
     }
-    typename V::reg m_old = V::load(m + c);
-    typename V::reg m_new = V::max(m_old, mx);
-    // A query that has seen no key yet keeps m = -inf; exp2 against 0 then gives exact zeros.
-    typename V::reg m_use = V::neginf_to_zero(m_new);
-    typename V::reg a = V::exp2(V::sub(m_old, m_use));
-    typename V::reg sum = V::zero();
+    R mu[NV], sum[2][NV];
+    for (int v = 0; v < NV; ++v) {
+      const R m_old = V::load(m + c + v * V::W);
+      const R m_new = V::max(m_old, V::max(mx[0][v], mx[1][v]));
+      // A query that has seen no key yet keeps m = -inf; exp2 against 0 then gives exact zeros.
+      mu[v] = V::neginf_to_zero(m_new);
+      V::store(alpha + c + v * V::W, V::exp2(V::sub(m_old, mu[v])));
+      V::store(m + c + v * V::W, m_new);
+      sum[0][v] = sum[1][v] = V::zero();
+    }
     for (int64_t j = 0; j < nrows; ++j) {
-      typename V::reg e = V::exp2(V::sub(V::load(st + j * lds + c), m_use));
-      V::store(st + j * lds + c, e);
-      sum = V::add(sum, e);
+      float* row = st + j * lds + c;
+      for (int v = 0; v < NV; ++v) {
+        const R x = V::sub(V::load(row + v * V::W), mu[v]);
+        // Only masked blocks hold -inf scores; the others skip the clamp exp2 needs for them.
+        const R e = masked ? V::exp2(x) : V::exp2_finite(x);
+        V::store(row + v * V::W, e);
+        sum[j & 1][v] = V::add(sum[j & 1][v], e);
+      }
     }
-    V::store(alpha + c, a);
-    V::store(l + c, V::fma(V::load(l + c), a, sum));
-    V::store(m + c, m_new);
+    for (int v = 0; v < NV; ++v) {
+      float* lp = l + c + v * V::W;
+      V::store(lp, V::fma(V::load(lp), V::load(alpha + c + v * V::W), V::add(sum[0][v], sum[1][v])));
+    }
   }
 }
 
@@ -313,8 +342,19 @@ inline void pack_qt(const AttentionParams& p, int64_t qoff, int64_t r0, int64_t 
 
 // ---------------------------------------------------------------- forward tasks
 
+// Flushes subnormals to zero while a kernel runs (restored on exit): softmax weights below
+// 2^-126 are numerically irrelevant but would cost microcode assists in exp2 and P @ V.
+struct FlushDenormals {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned saved = _mm_getcsr();
+  FlushDenormals() { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
+
 template <class V>
 void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
+  FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
   const int64_t Dp = cx.Dp, D = p.head_dim, Mq = cx.Mq, G = p.q_heads / p.kv_heads;
   // Per-thread scratch: transposed Q, O accumulators, per-query statistics, one S^T tile.
@@ -373,6 +413,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
 // two-pass softmax, written straight to probs (B, num_heads, Nq, Nk).
 template <class V>
 void probs_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
+  FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
   const int64_t D = p.head_dim, G = p.q_heads / p.kv_heads, Nk = p.kv_len, nq = kQueryChunk;
   std::unique_ptr<float[]> qt(new float[nq * D]), row(new float[cx.Dp]), ktail(new float[16 * D]);
