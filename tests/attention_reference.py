@@ -17,8 +17,9 @@ def reference(q, k, v, *, causal=False, scale=None, q_lens=None, kv_lens=None, d
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
     scale = 1.0 / math.sqrt(D) if scale is None else scale
-    out = torch.zeros(B, Hq, Nq, D, dtype=dtype)
-    lse = torch.full((B, Hq, Nq), float("-inf"), dtype=torch.float64)
+    dev = q.device
+    out = torch.zeros(B, Hq, Nq, D, dtype=dtype, device=dev)
+    lse = torch.full((B, Hq, Nq), float("-inf"), dtype=torch.float64, device=dev)
     for b in range(B):
         ql = Nq if q_lens is None else int(q_lens[b])
         kl = Nk if kv_lens is None else int(kv_lens[b])
@@ -28,9 +29,9 @@ def reference(q, k, v, *, causal=False, scale=None, q_lens=None, kv_lens=None, d
         kk = k[b, :, :kl].to(dtype).repeat_interleave(Hq // Hkv, dim=0)
         vv = v[b, :, :kl].to(dtype).repeat_interleave(Hq // Hkv, dim=0)
         s = (qq @ kk.transpose(-1, -2)) * scale
-        vis = torch.ones(ql, kl, dtype=torch.bool)
+        vis = torch.ones(ql, kl, dtype=torch.bool, device=dev)
         if causal:
-            vis = torch.ones(ql, kl, dtype=torch.bool).tril(kl - ql)
+            vis = vis.tril(kl - ql)
         s = s.masked_fill(~vis, float("-inf"))
         has = vis.any(dim=1)  # rows with at least one visible key
         p = torch.softmax(s, dim=-1).masked_fill(~has[:, None], 0.0)

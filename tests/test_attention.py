@@ -20,10 +20,21 @@ ISAS = {"avx512": 2, "avx2": 1, "scalar": 0}
 ISA_CAPS = [v for k, v in ISAS.items() if v <= ISAS[_backend.C.cpu_isa()]]
 
 
+# dtype conversion is shared scalar code, so low precision runs on the best ISA only and
+# float32 on every ISA (keeps the suite fast; the float16 reference matmul is slow on CPU).
+ISA_DTYPES = [(ISA_CAPS[0], d) for d in ALL_DTYPES] + [(c, torch.float32) for c in ISA_CAPS[1:]]
+
+
 @pytest.fixture(params=ISA_CAPS, ids=lambda v: f"isa{v}")
 def isa(request, monkeypatch):
     monkeypatch.setattr(A, "_CPU_ISA_CAP", request.param)
     return request.param
+
+
+@pytest.fixture(params=ISA_DTYPES, ids=lambda p: f"isa{p[0]}-{str(p[1])[6:]}")
+def isa_dtype(request, monkeypatch):
+    monkeypatch.setattr(A, "_CPU_ISA_CAP", request.param[0])
+    return request.param[1]
 
 
 def make(rng, B, Hq, Hkv, Nq, Nk, D, dtype):
@@ -58,26 +69,26 @@ def check(out, lse, q, k, v, *, causal=False, q_lens=None, kv_lens=None, scale=N
 SHAPES = [  # B, Hq, Hkv, Nq, Nk, D
     (1, 1, 1, 1, 1, 64),
     (1, 2, 2, 7, 7, 64),
-    (2, 4, 2, 97, 97, 64),
+    (2, 4, 2, 97, 61, 64),
     (1, 3, 1, 7, 97, 32),
     (2, 2, 1, 97, 7, 40),
     (1, 6, 6, 64, 150, 64),
 ]
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
-def test_cpu_matches_reference(rng, isa, dtype, shape, causal):
+def test_cpu_matches_reference(rng, isa_dtype, shape, causal):
+    dtype = isa_dtype
     q, k, v = make(rng, *shape, dtype)
     out, lse = attention(q, k, v, causal=causal, return_lse=True, backend="cpu")
     assert out.dtype == dtype and out.shape == q.shape and lse.dtype == torch.float32
     check(out, lse, q, k, v, causal=causal)
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 @pytest.mark.parametrize("causal", [False, True])
-def test_cpu_padded_batch_with_lens(rng, isa, dtype, causal):
+def test_cpu_padded_batch_with_lens(rng, isa_dtype, causal):
+    dtype = isa_dtype
     B, Hq, Hkv, Nq, Nk, D = 4, 4, 2, 97, 131, 64
     q, k, v = make(rng, B, Hq, Hkv, Nq, Nk, D, dtype)
     ql, kl = lens(rng, B, Nq), lens(rng, B, Nk)
@@ -111,8 +122,8 @@ def test_cpu_head_dims(rng, D):
     check(out, lse, q, k, v, causal=True, kv_lens=kl)
 
 
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
-def test_causal_more_queries_than_keys(rng, isa, dtype):
+def test_causal_more_queries_than_keys(rng, isa_dtype):
+    dtype = isa_dtype
     # Bottom-right alignment: the first Nq - Nk rows see no key -> zeros and lse -inf.
     q, k, v = make(rng, 1, 2, 2, 50, 13, 64, dtype)
     out, lse = attention(q, k, v, causal=True, return_lse=True)
@@ -185,8 +196,8 @@ def probs_reference(q, k, heads, scale=None, kv_lens=None):
 
 
 @pytest.mark.parametrize("backend", ["cpu", "torch"])
-@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
-def test_probs_selected_heads(rng, isa, backend, dtype):
+def test_probs_selected_heads(rng, isa_dtype, backend):
+    dtype = isa_dtype
     q, k, _ = make(rng, 3, 6, 3, 37, 150, 64, dtype)
     kl = lens(rng, 3, 150)
     kl[2] = 0
