@@ -37,6 +37,7 @@ struct Ctx {
   const float* vbase;      // float32 V rows with Dp readable channels (zero past D), same addressing
   int64_t vs[3];
   float qscale;            // scale * log2(e): scores live in log2 units so exp2 is the softmax exp
+  int64_t key_block = kKeyBlock;  // keys per online-softmax step
   // attention_probs only
   const int32_t* heads = nullptr;
   int64_t num_heads = 0;
@@ -360,7 +361,8 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   // Per-thread scratch: transposed Q, O accumulators, per-query statistics, one S^T tile.
   std::unique_ptr<float[]> qt(new float[Mq * D]), os(new float[Mq * Dp]), row(new float[Dp]);
   std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[Mq]), limf(new float[Mq]);
-  std::unique_ptr<float[]> st(new float[kKeyBlock * Mq]), ktail(new float[16 * D]);
+  const int64_t KB = cx.key_block;
+  std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
@@ -385,8 +387,8 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
     std::fill(os.get(), os.get() + vrows * Dp, 0.0f);
     // Keys past the last valid row's limit are never visible to this block.
     const int64_t kend = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
-    for (int64_t c0 = 0; c0 < kend; c0 += kKeyBlock) {
-      const int64_t nk = std::min<int64_t>(kKeyBlock, kend - c0);
+    for (int64_t c0 = 0; c0 < kend; c0 += KB) {
+      const int64_t nk = std::min<int64_t>(KB, kend - c0);
       const int64_t nkp = round_up(nk, V::MR_QK);
       qk_block<V>(kb + c0 * cx.ks[2], cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
       softmax_block<V>(st.get(), nq, nkp, nq, float(c0), c0 + nkp > lim_min, limf.get(), ms.get(), ls.get(),

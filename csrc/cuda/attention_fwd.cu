@@ -273,20 +273,22 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
     l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
     l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
   }
-  // l == 0: no visible key -> zeros, lse -inf; rows past q_len likewise. NaN l gives NaN output.
+  // l == 0: no visible key -> zeros, lse -inf; rows past q_len likewise. The zeros are written
+  // explicitly (not o * 0) so a NaN value in a key the row cannot see never leaks in; NaN l
+  // (NaN in what the row does see) gives NaN.
   if (row_a >= ql) l_a = 0.f;
   if (row_b >= ql) l_b = 0.f;
-  const float inv_a = l_a == 0.f ? 0.f : 1.f / l_a, inv_b = l_b == 0.f ? 0.f : 1.f / l_b;
+  const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
   T* og = static_cast<T*>(a.out) + b * a.os[0] + h * a.os[1];
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) {
     const int col = dt * 8 + (lane % 4) * 2;
     if (row_a < a.Nq)
       *reinterpret_cast<uint32_t*>(og + int64_t(row_a) * a.os[2] + col) =
-          MmaType<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
+          l_a == 0.f ? 0u : MmaType<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
     if (row_b < a.Nq)
       *reinterpret_cast<uint32_t*>(og + int64_t(row_b) * a.os[2] + col) =
-          MmaType<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
+          l_b == 0.f ? 0u : MmaType<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
   }
   if (a.lse && lane % 4 == 0) {
     float* lg = a.lse + int64_t(bh) * a.Nq;
