@@ -261,6 +261,46 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
   }
 }
 
+// P = exp2(S - m) in place over `nrows` rows of one query chunk, summed per lane into two
+// accumulator sets (rows alternate between them; indices are compile-time so they stay in
+// registers).
+template <class V, bool kClamp>
+inline void exp_rows(float* st, int64_t lds, int64_t nrows, const typename V::reg* mu,
+                     typename V::reg (*sum)[kQueryChunk / V::W]) {
+  constexpr int NV = kQueryChunk / V::W;
+  using R = typename V::reg;
+  R s0[NV], s1[NV];
+  for (int v = 0; v < NV; ++v) s0[v] = s1[v] = V::zero();
+  int64_t j = 0;
+  for (; j + 2 <= nrows; j += 2) {
+    float* r0 = st + j * lds;
+    float* r1 = r0 + lds;
+    for (int v = 0; v < NV; ++v) {
+      const R x0 = V::sub(V::load(r0 + v * V::W), mu[v]);
+      const R x1 = V::sub(V::load(r1 + v * V::W), mu[v]);
+      const R e0 = kClamp ? V::exp2(x0) : V::exp2_finite(x0);
+      const R e1 = kClamp ? V::exp2(x1) : V::exp2_finite(x1);
+      V::store(r0 + v * V::W, e0);
+      V::store(r1 + v * V::W, e1);
+      s0[v] = V::add(s0[v], e0);
+      s1[v] = V::add(s1[v], e1);
+    }
+  }
+  if (j < nrows) {
+    float* r0 = st + j * lds;
+    for (int v = 0; v < NV; ++v) {
+      const R x0 = V::sub(V::load(r0 + v * V::W), mu[v]);
+      const R e0 = kClamp ? V::exp2(x0) : V::exp2_finite(x0);
+      V::store(r0 + v * V::W, e0);
+      s0[v] = V::add(s0[v], e0);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    sum[0][v] = s0[v];
+    sum[1][v] = s1[v];
+  }
+}
+
 // Online-softmax step over St rows [0, nrows) for query lanes [0, nq): masks keys at or past
 // each query's limit (limf, absolute key index as float, only when `masked`), updates m and l,
 // writes P = exp2(S - m) in place and the O rescale factors alpha. The lanes of one query chunk
@@ -278,13 +318,19 @@ inline void softmax_block(float* st, int64_t lds, int64_t nrows, int64_t nq, flo
     if (masked) {
       R lim[NV];
       for (int v = 0; v < NV; ++v) lim[v] = V::load(limf + c + v * V::W);
-      for (int64_t j = 0; j < nrows; ++j) {
-        const R jv = V::set1(c0 + float(j));
-        float* row = st + j * lds + c;
-        for (int v = 0; v < NV; ++v) {
-          R x = V::mask_ge(V::load(row + v * V::W), jv, lim[v]);
-          V::store(row + v * V::W, x);
-          mx[j & 1][v] = V::max(mx[j & 1][v], x);
+      // Rows two at a time with compile-time accumulator indices (a runtime j & 1 index
+      // would push the accumulators to the stack).
+      int64_t j = 0;
+      for (; j < nrows; j += 2) {
+        for (int u = 0; u < 2; ++u) {
+          if (j + u >= nrows) break;
+          const R jv = V::set1(c0 + float(j + u));
+          float* row = st + (j + u) * lds + c;
+          for (int v = 0; v < NV; ++v) {
+            R x = V::mask_ge(V::load(row + v * V::W), jv, lim[v]);
+            V::store(row + v * V::W, x);
+            mx[u][v] = V::max(mx[u][v], x);
+          }
         }
       }
     } else {
@@ -305,16 +351,11 @@ inline void softmax_block(float* st, int64_t lds, int64_t nrows, int64_t nq, flo
       V::store(m + c + v * V::W, m_new);
       sum[0][v] = sum[1][v] = V::zero();
     }
-    for (int64_t j = 0; j < nrows; ++j) {
-      float* row = st + j * lds + c;
-      for (int v = 0; v < NV; ++v) {
-        const R x = V::sub(V::load(row + v * V::W), mu[v]);
-        // Only masked blocks hold -inf scores; the others skip the clamp exp2 needs for them.
-        const R e = masked ? V::exp2(x) : V::exp2_finite(x);
-        V::store(row + v * V::W, e);
-        sum[j & 1][v] = V::add(sum[j & 1][v], e);
-      }
-    }
+    // Only masked blocks hold -inf scores; the others skip the clamp exp2 needs for them.
+    if (masked)
+      exp_rows<V, true>(st + c, lds, nrows, mu, sum);
+    else
+      exp_rows<V, false>(st + c, lds, nrows, mu, sum);
     for (int v = 0; v < NV; ++v) {
       float* lp = l + c + v * V::W;
       V::store(lp, V::fma(V::load(lp), V::load(alpha + c + v * V::W), V::add(sum[0][v], sum[1][v])));
