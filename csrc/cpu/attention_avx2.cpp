@@ -28,18 +28,6 @@ struct Avx2 {
   static reg neginf_to_zero(reg m) {
     return _mm256_blendv_ps(m, _mm256_setzero_ps(), _mm256_cmp_ps(m, _mm256_set1_ps(kNegInf), _CMP_EQ_OQ));
   }
-  static float hmax(reg v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
-  }
-  static float hadd(reg v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-  }
   // 2^x as in the AVX-512 copy, with 2^n built in the exponent bits. Inputs below -126.5
   // (masked scores are -inf) give n = -127, whose exponent field is 0: an exact zero.
   // max(c, x) returns x when x is NaN, so NaN survives.

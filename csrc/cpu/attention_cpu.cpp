@@ -66,16 +66,6 @@ struct Portable {
     for (int i = 0; i < W; ++i) r.v[i] = m.v[i] == kNegInf ? 0.0f : m.v[i];
     return r;
   }
-  static float hmax(const reg& a) {
-    float m = a.v[0];
-    for (int i = 1; i < W; ++i) m = m < a.v[i] ? a.v[i] : m;
-    return m;
-  }
-  static float hadd(const reg& a) {
-    float s = 0.0f;
-    for (int i = 0; i < W; ++i) s += a.v[i];
-    return s;
-  }
   static reg exp2_finite(const reg& a) { return exp2(a); }
   static reg exp2(const reg& a) {
     reg r;
