@@ -10,6 +10,7 @@ namespace {
 struct Avx2 {
   static constexpr int W = 8;
   static constexpr int MR_QK = 3;  // 3 keys x 32 queries = 12 ymm accumulators (16 registers in all)
+  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 3;  // 3 queries x 32 channels = 12 ymm accumulators
   using reg = __m256;
   static reg load(const float* p) { return _mm256_loadu_ps(p); }

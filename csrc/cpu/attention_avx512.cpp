@@ -15,6 +15,7 @@ namespace {
 struct Avx512 {
   static constexpr int W = 16;
   static constexpr int MR_QK = 12;  // 12 keys x 32 queries = 24 zmm accumulators
+  static constexpr bool WIDE_QK = true;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 6;   // 6 queries x 64 channels = 24 zmm accumulators
   using reg = __m512;
   static reg load(const float* p) { return _mm512_loadu_ps(p); }

@@ -15,6 +15,7 @@ namespace {
 struct Portable {
   static constexpr int W = 16;
   static constexpr int MR_QK = 2;
+  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 2;
   struct reg {
     float v[16];

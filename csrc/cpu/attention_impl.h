@@ -167,12 +167,11 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // over keys is an element-wise reduction down the rows (no horizontal sums), K is read in its
 // natural row layout (no transposed packing) and Q is transposed once per task.
 
-// St[r][0..32) for MR keys against 32 queries: MR x (32 / W) accumulators stay in registers
-// for the whole reduction over d.
-template <class V, int MR>
+// St[r][0..NV*W) for MR keys against NV*W queries: MR x NV accumulators stay in registers for
+// the whole reduction over d.
+template <class V, int MR, int NV>
 inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, int64_t D, float* st,
                     int64_t lds) {
-  constexpr int NV = kQueryChunk / V::W;
   typename V::reg acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
@@ -257,7 +256,15 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
       kr = ktail;
       ld = D;
     }
-    for (int64_t c = 0; c < nq; c += kQueryChunk) qk_tile<V, MR>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds);
+    int64_t c = 0;
+    // Wide tiles (MR/2 keys x 2 chunks) load fewer broadcasts per FMA where two chunks remain.
+    if constexpr (V::WIDE_QK)
+      for (; c + 2 * kQueryChunk <= nq; c += 2 * kQueryChunk)
+        for (int h = 0; h < 2; ++h)
+          qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W)>(kr + h * (MR / 2) * ld, ld, qt + c, ldq, D,
+                                                           st + (j + h * (MR / 2)) * lds + c, lds);
+    for (; c < nq; c += kQueryChunk)
+      qk_tile<V, MR, kQueryChunk / V::W>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds);
   }
 }
 
