@@ -24,6 +24,8 @@ Backends: ``cpu`` (C++ tiled flash-style kernel, AVX-512 / AVX2 / portable), ``c
 from __future__ import annotations
 
 import math
+import sys
+import types
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -383,3 +385,15 @@ def attention_probs(q, k, *, heads: Optional[Sequence[int]] = None, scale: Optio
         _backend.C.attention_probs(_np_view(qb), _np_view(kb), out.numpy(), hs, _dtype_tag(qb.dtype),
                                    scale, _lens_np(kl), _CPU_ISA_CAP)
     return from_torch(out, q_np)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing the submodule ``sonicore.ops.attention`` rebinds the package attribute of the
+    same name from the function to this module; calling the module forwards to attention() so
+    ``sonicore.ops.attention(q, k, v)`` works whichever of the two the name holds."""
+
+    def __call__(self, *args, **kwargs):
+        return attention(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
