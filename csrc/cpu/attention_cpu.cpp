@@ -137,7 +137,7 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
   const int64_t chunks = (N + kRows - 1) / kRows;
   float* kout = cv.k.get();
   float* vout = cv.v.get();
-  parallel_for(heads * chunks, 1, [&](int64_t i0, int64_t i1) {
+  parallel_for(heads * chunks, std::max<int64_t>(1, 4096 / (kRows * std::max<int64_t>(1, D))), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t bh = i / chunks, c = i % chunks, b = bh / p.kv_heads, h = bh % p.kv_heads;
       const int64_t kl = p.kv_lens ? p.kv_lens[b] : N;
@@ -154,6 +154,13 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
     }
   });
   return cv;
+}
+
+// Tasks per pool chunk: tiny calls (decoder steps, a few keys) stay on the calling thread,
+// where waking the pool would cost more than the work (about 256K multiply-adds per chunk).
+int64_t task_grain(int64_t rows, const AttentionParams& p) {
+  const int64_t macs = std::max<int64_t>(1, rows * std::max<int64_t>(1, p.kv_len) * p.head_dim);
+  return std::max<int64_t>(1, (int64_t(1) << 18) / macs);
 }
 
 }  // namespace
@@ -178,7 +185,8 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
   Converted cv = prepare_kv(p, cx, true);
   const Kernels& kern = pick(p.isa);
-  parallel_for(bh * cx.nqb, 1, [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
+  parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+               [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }
 
 void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t num_heads, float* probs) {
@@ -199,7 +207,8 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
   cx.probs = probs;
   Converted cv = prepare_kv(p, cx, false);
   const Kernels& kern = pick(p.isa);
-  parallel_for(p.batch * num_heads * cx.nqb, 1, [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
+  parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+               [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
 }
 
 }  // namespace sonicore
