@@ -301,8 +301,9 @@ template <typename T, int HD, bool CAUSAL>
 void launch(const Args& a, int batch, cudaStream_t stream) {
   constexpr size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
   auto kernel = flash_fwd<T, HD, CAUSAL>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       static_cast<int>(smem));
+  // Set on every launch (cheap): the attribute belongs to the current device's context.
+  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(smem));
   if (attr != cudaSuccess)
     throw std::runtime_error(std::string("attention: cuda backend: cannot reserve shared memory: ") +
                              cudaGetErrorString(attr));
