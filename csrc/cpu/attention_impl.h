@@ -437,9 +437,10 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
     const int64_t kend = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
     for (int64_t c0 = 0; c0 < kend; c0 += KB) {
       const int64_t nk = std::min<int64_t>(KB, kend - c0);
-      const int64_t nkp = round_up(nk, V::MR_QK);
       qk_block<V>(kb + c0 * cx.ks[2], cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
-      softmax_block<V>(st.get(), nq, nkp, nq, float(c0), c0 + nkp > lim_min, limf.get(), ms.get(), ls.get(),
+      // Rows past nk (the zero keys padding the last micro-tile) are never read again, so only
+      // blocks that cross some query's limit need the element-wise mask.
+      softmax_block<V>(st.get(), nq, nk, nq, float(c0), c0 + nk > lim_min, limf.get(), ms.get(), ls.get(),
                        alpha.get());
       pv_block<V>(st.get(), nq, vb + c0 * cx.vs[2], cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
     }
