@@ -11,11 +11,40 @@ namespace sonicore {
 namespace attn {
 namespace {
 
-// Portable copy: 16 floats in plain arrays, which the compiler vectorises with the baseline ISA.
+// Portable copy (non-x86 CPUs, or SONICORE_ISA=scalar): 16-float vectors written with the
+// GCC/Clang vector extension, which the compiler lowers to the baseline SIMD (SSE2, NEON);
+// other compilers get plain arrays.
 struct Portable {
+#if defined(__GNUC__) || defined(__clang__)
+  // 4-float vectors map one-to-one onto SSE2 / NEON registers, so the accumulators stay in them.
+  static constexpr int W = 4;
+  static constexpr int MR_QK = 1;  // 1 key x 32 queries = 8 vector accumulators
+  static constexpr bool WIDE_QK = false;
+  static constexpr int MR_PV = 2;  // 2 queries x 16 channels = 8 vector accumulators
+  typedef float reg __attribute__((vector_size(16)));
+  static reg load(const float* p) {
+    reg r;
+    std::memcpy(&r, p, sizeof(r));
+    return r;
+  }
+  static void store(float* p, reg r) { std::memcpy(p, &r, sizeof(r)); }
+  static reg set1(float x) { return reg{} + x; }
+  static reg zero() { return reg{}; }
+  static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static reg mul(reg a, reg b) { return a * b; }
+  static reg add(reg a, reg b) { return a + b; }
+  static reg sub(reg a, reg b) { return a - b; }
+  static reg max(reg a, reg b) { return a < b ? b : a; }
+  static reg mask_ge(reg s, reg j, reg lim) { return j < lim ? s : set1(kNegInf); }
+  static reg neginf_to_zero(reg m) { return m == set1(kNegInf) ? zero() : m; }
+  static reg exp2(reg a) {
+    for (int i = 0; i < W; ++i) a[i] = std::exp2(a[i]);
+    return a;
+  }
+#else
   static constexpr int W = 16;
   static constexpr int MR_QK = 2;
-  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
+  static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;
   struct reg {
     float v[16];
@@ -32,31 +61,21 @@ struct Portable {
     return r;
   }
   static reg zero() { return set1(0.0f); }
+  template <class F>
+  static reg map2(const reg& a, const reg& b, F f) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = f(a.v[i], b.v[i]);
+    return r;
+  }
   static reg fma(const reg& a, const reg& b, const reg& c) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
     return r;
   }
-  static reg mul(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i];
-    return r;
-  }
-  static reg add(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] + b.v[i];
-    return r;
-  }
-  static reg sub(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] - b.v[i];
-    return r;
-  }
-  static reg max(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] < b.v[i] ? b.v[i] : a.v[i];
-    return r;
-  }
+  static reg mul(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x * y; }); }
+  static reg add(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x + y; }); }
+  static reg sub(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x - y; }); }
+  static reg max(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x < y ? y : x; }); }
   static reg mask_ge(const reg& s, const reg& j, const reg& lim) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = j.v[i] < lim.v[i] ? s.v[i] : kNegInf;
@@ -67,12 +86,13 @@ struct Portable {
     for (int i = 0; i < W; ++i) r.v[i] = m.v[i] == kNegInf ? 0.0f : m.v[i];
     return r;
   }
-  static reg exp2_finite(const reg& a) { return exp2(a); }
   static reg exp2(const reg& a) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = std::exp2(a.v[i]);
     return r;
   }
+#endif
+  static reg exp2_finite(const reg& a) { return exp2(a); }
 };
 
 const Kernels& pick(int cap) {
