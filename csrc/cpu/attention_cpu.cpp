@@ -130,7 +130,7 @@ struct Converted {
 
 // Fills cx.kbase/ks and cx.vbase/vs: the caller's float32 rows when possible, else converted
 // rows (keys past kv_len are never read, so only valid keys are converted).
-Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
+Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& kern) {
   Converted cv;
   const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
   const bool k_direct = p.dtype == DType::f32;
@@ -163,11 +163,11 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
       const int64_t kl = p.kv_lens ? p.kv_lens[b] : N;
       for (int64_t j = c * kRows; j < std::min(kl, (c + 1) * kRows); ++j) {
         if (conv_k)
-          load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f,
+          kern.load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f,
                    kout + (bh * N + j) * D);
         if (conv_v) {
           float* dst = vout + (bh * N + j) * Dp;
-          load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
+          kern.load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
           std::fill(dst + D, dst + Dp, 0.0f);
         }
       }
@@ -203,8 +203,8 @@ void attention_forward_cpu(const AttentionParams& p) {
   while (mq > kQueryChunk && bh * ((p.q_len + mq - 1) / mq) < 4 * num_threads()) mq -= kQueryChunk;
   cx.Mq = mq;
   cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
-  Converted cv = prepare_kv(p, cx, true);
   const Kernels& kern = pick(p.isa);
+  Converted cv = prepare_kv(p, cx, true, kern);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }
@@ -225,8 +225,8 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
   cx.heads = heads;
   cx.num_heads = num_heads;
   cx.probs = probs;
-  Converted cv = prepare_kv(p, cx, false);
   const Kernels& kern = pick(p.isa);
+  Converted cv = prepare_kv(p, cx, false, kern);
   parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
 }
