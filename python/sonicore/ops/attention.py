@@ -167,7 +167,8 @@ def _torch_attention(qb, kb, vb, scale, causal, q_lens, kv_lens):
 
 # ----------------------------------------------------------------------------- backends
 
-def _backend_reasons(qb, shape, want_lse, kv=()):
+def _backend_reasons(qb, shape, kv=()):
+    """backend -> None if it can take this call, else the sentence why not."""
     B, Hq, Hkv, Nq, Nk, D = shape
     dev = qb.device.type
     reasons = _backend.device_reasons(dev)
@@ -276,7 +277,7 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
     if backend is None and qt.device.type == "cpu" and hasattr(_backend.C, "attention_forward"):
         name = "cpu"  # the common case, decided without building every backend's reason
     else:
-        reasons = _backend_reasons(qb, shape, return_lse, (kb, vb))
+        reasons = _backend_reasons(qb, shape, (kb, vb))
         name = _backend.select_backend("attention", qt.device.type, backend, reasons)
 
     out_full = torch.empty_like(qt, memory_format=torch.contiguous_format)  # in the caller's layout
