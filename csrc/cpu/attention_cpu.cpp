@@ -1,5 +1,6 @@
-// CPU attention driver: validates the call, packs K and V once into float32 panels, then runs
-// the tiled forward over (batch x heads x query blocks) on sonicore's pool with the best ISA.
+// CPU attention driver: validates the call, converts K and V to float32 rows when they are not
+// float32 already, then runs the tiled forward over (batch x heads x query blocks) on
+// sonicore's pool with the best ISA of this CPU.
 #include <algorithm>
 #include <string>
 
