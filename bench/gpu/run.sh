@@ -40,12 +40,14 @@ cd /tmp  # import the installed package, not the source tree
 
 # 2. Every GPU test (CUDA + Triton on the real device), fresh random inputs, poisoned outputs.
 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" "$ROOT/tests" \
-    --junitxml="$OUT/gpu_tests.xml" -x -q 2>&1 | tail -25 | tee "$OUT/gpu_tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    -rs 2>&1 > "$OUT/gpu_tests.txt"; rc=$?
+tail -25 "$OUT/gpu_tests.txt"
+[ "$rc" -eq 0 ] || status=1
 
 # 3. GPU benchmarks next to their peers in the same process.
 "$PY" -m pytest -q -p no:cacheprovider "$ROOT/bench" -m gpu --benchmark-json="$OUT/bench.json" \
-    --benchmark-min-rounds=5 --benchmark-max-time=0.5 2>&1 | tail -15 > "$OUT/bench.txt"
+    --benchmark-min-rounds=5 --benchmark-max-time=0.5 -s > "$OUT/bench.txt" 2>&1 || status=1
+tail -40 "$OUT/bench.txt"
 "$PY" "$HERE/plan.py" --report "$OUT/bench.json" --out "$OUT" || status=1
 cat "$OUT/RESULTS_gpu.md" 2>/dev/null
 echo "total: $(( $(date +%s) - t0 )) s, status $status"
