@@ -26,6 +26,12 @@ t0=$(date +%s)
   > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt" | head -20
 
+# 0. Packages the tests import that the image lacks, carried as wheels (bench/gpu/prepare.sh).
+if [ -d .gpu-wheels ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation .gpu-wheels/* > "$OUT/wheels.log" 2>&1 \
+    || { echo "warning: some carried wheels did not install"; tail -5 "$OUT/wheels.log"; }
+fi
+
 # 1. Build for Hopper only (fast) with the compiler's resource report (-Xptxas=-v is on).
 #    --no-build-isolation: the machine has scikit-build-core and pybind11 but no index.
 export PATH="$PATH:/usr/local/cuda/bin"
@@ -40,7 +46,7 @@ cd /tmp  # import the installed package, not the source tree
 
 # 2. Every GPU test (CUDA + Triton on the real device), fresh random inputs, poisoned outputs.
 "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" "$ROOT/tests" \
-    -rs 2>&1 > "$OUT/gpu_tests.txt"; rc=$?
+    -rs > "$OUT/gpu_tests.txt" 2>&1; rc=$?
 tail -25 "$OUT/gpu_tests.txt"
 [ "$rc" -eq 0 ] || status=1
 
