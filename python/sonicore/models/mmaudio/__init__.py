@@ -1,0 +1,13 @@
+"""MMAudio / MMAudioSep flow network, its mel VAE, conditions and sampler.
+
+    from sonicore.models import mmaudio
+    net = mmaudio.load("mmaudio_small_16k.pth")            # or .safetensors, or a state dict
+    v = net(x_t, clip_f, sync_f, text_f, t)                  # (B, N, latent_dim) velocity
+    z = mmaudio.generate(net, clip_f=..., sync_f=..., text_f=..., duration=8.0)
+"""
+from .config import VARIANTS, MMAudioConfig, variant_config
+from .loader import CheckpointError, infer_config, load
+from .network import MMAudioNetwork, PreprocessedConditions
+
+__all__ = ["VARIANTS", "MMAudioConfig", "variant_config", "CheckpointError", "infer_config", "load",
+           "MMAudioNetwork", "PreprocessedConditions"]

@@ -1,0 +1,255 @@
+"""The MMAudio / MMAudioSep flow-prediction network (arXiv 2412.15322, 2510.09065).
+
+Independent implementation from the published description; parameter names follow the official
+state dicts so that released checkpoints load unchanged.
+
+Shapes (B batch; N latent frames; Nc clip frames; Ns sync frames, a multiple of 8; Nt text tokens):
+  x_t (B, N, latent_dim) channel-last, normalised latent space; t (B,) in [0, 1];
+  clip_f (B, Nc, clip_dim); sync_f (B, Ns, sync_dim); text_f (B, Nt, text_dim);
+  MMAudioSep: x_mix (B, N, latent_dim).
+Sequence lengths come from the inputs: any duration works, RoPE tables are rebuilt (and cached) per
+(N, Nc) pair, clip positions are scaled by N/Nc.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import FinalLayer, FusedBlock, JointBlock
+from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
+from .embeddings import TimestepEmbedder
+from .layers import ChannelLastConv1d, GatedFeedForward, _is_packed, _repack_
+from .rope import rope_table
+
+
+@dataclasses.dataclass
+class PreprocessedConditions:
+    """Conditions after the input projections, reusable across sampler steps.
+
+    clip_f (B, Nc, D); sync_f (B, N, D) already resampled to the latent length; text_f (B, Nt, D);
+    clip_f_c, text_f_c (B, D) pooled global vectors.
+    """
+    clip_f: torch.Tensor
+    sync_f: torch.Tensor
+    text_f: torch.Tensor
+    clip_f_c: torch.Tensor
+    text_f_c: torch.Tensor
+
+    def expand(self, batch: int) -> "PreprocessedConditions":
+        return PreprocessedConditions(*(t.expand(batch, *t.shape[1:]) for t in dataclasses.astuple(self)))
+
+    def cat(self, other: "PreprocessedConditions") -> "PreprocessedConditions":
+        return PreprocessedConditions(*(torch.cat([a, b], 0) for a, b in
+                                        zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+class _Proj(nn.Sequential):
+    """nn.Sequential whose indices match the original keys (activations hold no weights)."""
+
+
+def _act(v2: bool) -> nn.Module:
+    return nn.SiLU() if v2 else nn.SELU()
+
+
+class MMAudioNetwork(nn.Module):
+    """The flow network. forward(x_t, clip_f, sync_f, text_f[, x_mix], t) -> velocity (B, N, latent_dim).
+
+    Build it with `sonicore.models.mmaudio.load(...)` (weights from a checkpoint) or from a
+    MMAudioConfig (random-initialised parameters must then be filled by load_state_dict).
+    """
+
+    def __init__(self, cfg: MMAudioConfig):
+        super().__init__()
+        self.cfg = cfg
+        D, v2 = cfg.hidden_dim, cfg.v2
+        hidden_in = ffn_width(4 * D)
+        in_ch = cfg.latent_dim * (2 if cfg.separation else 1)
+        self.audio_input_proj = _Proj(ChannelLastConv1d(in_ch, D, 7), _act(v2),
+                                      GatedFeedForward(D, hidden_in, 7))
+        if v2:
+            self.clip_input_proj = _Proj(nn.Linear(cfg.clip_dim, D), nn.SiLU(), GatedFeedForward(D, hidden_in, 3))
+            self.text_input_proj = _Proj(nn.Linear(cfg.text_dim, D), nn.SiLU(), GatedFeedForward(D, hidden_in))
+        else:
+            self.clip_input_proj = _Proj(nn.Linear(cfg.clip_dim, D), GatedFeedForward(D, hidden_in, 3))
+            self.text_input_proj = _Proj(nn.Linear(cfg.text_dim, D), GatedFeedForward(D, hidden_in))
+        self.sync_input_proj = _Proj(ChannelLastConv1d(cfg.sync_dim, D, 7), _act(v2),
+                                     GatedFeedForward(D, hidden_in, 3))
+        self.clip_cond_proj = nn.Linear(D, D)
+        self.text_cond_proj = nn.Linear(D, D)
+        self.global_cond_mlp = GatedFeedForward(D, hidden_in)
+        if v2:
+            self.t_embed = TimestepEmbedder(D, frequency_dim=D, max_period=1)
+        else:
+            self.t_embed = TimestepEmbedder(D, frequency_dim=256, max_period=10000)
+        ffn_hidden = ffn_width(int(cfg.mlp_ratio * D))
+        nj = cfg.joint_depth
+        self.joint_blocks = nn.ModuleList(
+            JointBlock(D, cfg.num_heads, ffn_hidden, pre_only=(i == nj - 1)) for i in range(nj))
+        self.fused_blocks = nn.ModuleList(FusedBlock(D, cfg.num_heads, ffn_hidden) for _ in range(cfg.fused_depth))
+        self.final_layer = FinalLayer(D, cfg.latent_dim)
+        self.sync_pos_emb = nn.Parameter(torch.zeros(1, 1, SYNC_SEGMENT, cfg.sync_dim))
+        self.empty_string_feat = nn.Parameter(torch.zeros(cfg.text_seq_len, cfg.text_dim))
+        self.empty_clip_feat = nn.Parameter(torch.zeros(1, cfg.clip_dim))
+        self.empty_sync_feat = nn.Parameter(torch.zeros(1, cfg.sync_dim))
+        self.latent_mean = nn.Parameter(torch.zeros(1, 1, cfg.latent_dim))
+        self.latent_std = nn.Parameter(torch.ones(1, 1, cfg.latent_dim))
+        self._rope_cache: Dict[tuple, tuple] = {}
+        # When a dict, predict_flow stores its intermediate activations there (parity checks).
+        self.record: Optional[Dict[str, torch.Tensor]] = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip_cond_proj.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip_cond_proj.weight.device
+
+    def _apply(self, fn, recurse=True):
+        self._rope_cache = {}
+        return super()._apply(fn, recurse)
+
+    def rope_tables(self, latent_len: int, clip_len: int):
+        """(latent_rot, clip_rot) float32 tables of shape (1, L, hd/2, 2, 2) for these lengths."""
+        key = (latent_len, clip_len, str(self.device))
+        if key not in self._rope_cache:
+            hd = self.cfg.head_dim
+            self._rope_cache[key] = (rope_table(latent_len, hd, device=self.device),
+                                     rope_table(clip_len, hd, scale=latent_len / clip_len, device=self.device))
+        return self._rope_cache[key]
+
+    def _check(self, name: str, x: torch.Tensor, dim: int, rank: int = 3):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch tensor, got {type(x).__name__}")
+        if x.dim() != rank or x.shape[-1] != dim:
+            raise ValueError(f"{name} must have shape (B, frames, {dim}), got {tuple(x.shape)}")
+
+    # ------------------------------------------------------------------ conditions
+    def preprocess_conditions(self, clip_f: torch.Tensor, sync_f: torch.Tensor, text_f: torch.Tensor,
+                              latent_len: int) -> PreprocessedConditions:
+        """Projects the conditions once per call (reused by every sampler step).
+
+        clip_f (B, Nc, clip_dim); sync_f (B, Ns, sync_dim) with Ns a multiple of 8; text_f (B, Nt, text_dim);
+        latent_len N: the sync stream is resampled (nearest-exact) to N frames.
+        """
+        cfg = self.cfg
+        self._check("clip_f", clip_f, cfg.clip_dim)
+        self._check("sync_f", sync_f, cfg.sync_dim)
+        self._check("text_f", text_f, cfg.text_dim)
+        if not (clip_f.shape[0] == sync_f.shape[0] == text_f.shape[0]):
+            raise ValueError(f"clip_f, sync_f and text_f must share the batch size, got "
+                             f"{clip_f.shape[0]}, {sync_f.shape[0]}, {text_f.shape[0]}")
+        B, Ns, _ = sync_f.shape
+        if Ns % SYNC_SEGMENT or Ns == 0:
+            raise ValueError(f"sync_f must hold a positive multiple of {SYNC_SEGMENT} frames "
+                             f"(Synchformer segments), got {Ns}")
+        if clip_f.shape[1] == 0 or text_f.shape[1] == 0:
+            raise ValueError("clip_f and text_f need at least one frame/token")
+        dt = self.dtype
+        clip_f, sync_f, text_f = clip_f.to(dt), sync_f.to(dt), text_f.to(dt)
+        sync_f = (sync_f.view(B, Ns // SYNC_SEGMENT, SYNC_SEGMENT, -1) + self.sync_pos_emb).flatten(1, 2)
+        sync_f = self.sync_input_proj(sync_f)
+        if Ns != latent_len:
+            sync_f = F.interpolate(sync_f.transpose(1, 2), size=latent_len, mode="nearest-exact").transpose(1, 2)
+        clip_f = self.clip_input_proj(clip_f)
+        text_f = self.text_input_proj(text_f)
+        return PreprocessedConditions(clip_f, sync_f, text_f, self.clip_cond_proj(clip_f.mean(1)),
+                                      self.text_cond_proj(text_f.mean(1)))
+
+    def empty_conditions(self, clip_len: int, sync_len: int, latent_len: int) -> PreprocessedConditions:
+        """Learned empty features (the unconditional branch), preprocessed at batch 1."""
+        clip = self.empty_clip_feat.expand(clip_len, -1)[None]
+        sync = self.empty_sync_feat.expand(sync_len, -1)[None]
+        text = self.empty_string_feat[None]
+        return self.preprocess_conditions(clip, sync, text, latent_len)
+
+    # ------------------------------------------------------------------ flow
+    def predict_flow(self, x_t: torch.Tensor, t: torch.Tensor, cond: PreprocessedConditions,
+                     x_mix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Velocity for x_t (B, N, latent_dim) at times t (B,) under preprocessed conditions."""
+        cfg = self.cfg
+        self._check("x_t", x_t, cfg.latent_dim)
+        B, N, _ = x_t.shape
+        if cond.sync_f.shape[1] != N:
+            raise ValueError(f"the conditions were preprocessed for {cond.sync_f.shape[1]} latent frames, "
+                             f"x_t has {N}")
+        if cfg.separation:
+            if x_mix is None:
+                raise ValueError("MMAudioSep needs the mixture latent x_mix (B, N, latent_dim)")
+            self._check("x_mix", x_mix, cfg.latent_dim)
+            if x_mix.shape[:2] != x_t.shape[:2]:
+                raise ValueError(f"x_mix must match x_t's shape {tuple(x_t.shape)}, got {tuple(x_mix.shape)}")
+            x_t = torch.cat([x_t, x_mix.to(x_t.dtype)], dim=-1)
+        elif x_mix is not None:
+            raise ValueError("x_mix is only taken by MMAudioSep networks; this is a plain MMAudio network")
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.dim() == 0:
+            t = t.expand(B)
+        if t.shape != (B,):
+            raise ValueError(f"t must be a scalar or have shape ({B},), got {tuple(t.shape)}")
+        dt = self.dtype
+        rec = self.record
+        latent = self.audio_input_proj(x_t.to(dt))
+        clip_f, text_f = cond.clip_f, cond.text_f
+        latent_rot, clip_rot = self.rope_tables(N, clip_f.shape[1])
+        t_emb = self.t_embed(t)
+        g = self.global_cond_mlp(cond.clip_f_c + cond.text_f_c)
+        global_c = (t_emb + g)[:, None]
+        extended_c = global_c + cond.sync_f
+        if rec is not None:
+            rec.update({"audio_input_proj": latent, "t_embed": t_emb, "global_cond_mlp": g})
+        for i, block in enumerate(self.joint_blocks):
+            latent, clip_f, text_f = block(latent, clip_f, text_f, global_c, extended_c, latent_rot, clip_rot)
+            if rec is not None:
+                rec.update({f"joint_blocks.{i}.latent": latent, f"joint_blocks.{i}.clip_f": clip_f,
+                            f"joint_blocks.{i}.text_f": text_f})
+        for i, block in enumerate(self.fused_blocks):
+            latent = block(latent, extended_c, latent_rot)
+            if rec is not None:
+                rec[f"fused_blocks.{i}"] = latent
+        return self.final_layer(latent, global_c)
+
+    def forward(self, x_t, clip_f, sync_f, text_f, *rest):
+        """forward(x_t, clip_f, sync_f, text_f, t) or, for MMAudioSep, (x_t, clip_f, sync_f, text_f, x_mix, t):
+        the original's call signature. Returns the velocity (B, N, latent_dim)."""
+        if self.cfg.separation:
+            if len(rest) != 2:
+                raise TypeError("MMAudioSep forward takes (x_t, clip_f, sync_f, text_f, x_mix, t)")
+            x_mix, t = rest
+        else:
+            if len(rest) != 1:
+                raise TypeError("MMAudio forward takes (x_t, clip_f, sync_f, text_f, t)")
+            x_mix, t = None, rest[0]
+        cond = self.preprocess_conditions(clip_f, sync_f, text_f, x_t.shape[1])
+        return self.predict_flow(x_t, t, cond, x_mix)
+
+    # ------------------------------------------------------------------ latent scaling
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised latent (B, N, C) -> VAE latent space: x*latent_std + latent_mean."""
+        return x * self.latent_std + self.latent_mean
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """VAE latent (B, N, C) -> the network's normalised space."""
+        return (x - self.latent_mean) / self.latent_std
+
+    def prepare(self) -> "MMAudioNetwork":
+        """Packs the convolution weights for one-GEMM forwards (done lazily otherwise)."""
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, GatedFeedForward) and m.kernel_size is not None:
+                    if not _is_packed(m.w1.weight, m.w3.weight):
+                        _repack_(m.w1.weight, m.w3.weight)
+                    if not _is_packed(m.w2.weight):
+                        _repack_(m.w2.weight)
+                elif isinstance(m, GatedFeedForward):
+                    w1, w3 = m.w1.weight, m.w3.weight
+                    base = torch.cat([w1.data, w3.data], 0)
+                    w1.data, w3.data = base[:m.hidden], base[m.hidden:]
+                elif isinstance(m, ChannelLastConv1d) and not _is_packed(m.weight):
+                    _repack_(m.weight)
+        return self

@@ -1,0 +1,144 @@
+"""Fused pieces of the MMAudio transformer blocks, each with a plain-PyTorch reference.
+
+- adaln_layernorm: LayerNorm (no affine) followed by the adaLN modulation x*(1+scale)+shift.
+- qk_norm_rope: splits an *interleaved* fused qkv projection (channel h*3*hd + d*3 + j, j = q/k/v),
+  RMS-normalises q and k over the head dim with a learned weight, rotates adjacent channel pairs
+  with a RoPE table, and writes q, k, v as (B, H, N, hd) — optionally straight into a slice of a
+  larger joint-attention buffer.
+- swiglu: silu(a) * b for h = [a | b] on the last axis.
+
+Backends: "cpu" (C++ kernel, float32), "torch" (reference, any dtype/device). GPU tensors use the
+torch path (cuBLAS/cuDNN kernels around these ops dominate there).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .._backend import device_reasons, select_backend
+from .._ext import C
+
+__all__ = ["adaln_layernorm", "qk_norm_rope", "swiglu", "rope_apply"]
+
+
+def _cpu_reason(x: torch.Tensor, *tensors) -> Optional[str]:
+    if x.device.type != "cpu":
+        return f"the data is on {x.device.type}, the C++ kernel needs CPU memory"
+    if not hasattr(C, "nn_adaln_layernorm"):
+        return "this sonicore build has no fused nn kernels"
+    for t in (x,) + tensors:
+        if t is not None and t.dtype != torch.float32:
+            return f"the C++ kernel takes float32, got {t.dtype}"
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
+        return "the C++ kernel has no backward; call it under torch.no_grad()"
+    return None
+
+
+def _pick(op: str, x: torch.Tensor, backend: Optional[str], *tensors) -> str:
+    reasons = device_reasons(x.device.type, ("cpu", "torch"))
+    if reasons["cpu"] is None:
+        reasons["cpu"] = _cpu_reason(x, *tensors)
+    return select_backend(op, x.device.type, backend, reasons, order=("cpu", "torch"))
+
+
+# ---------------------------------------------------------------------------------------------
+def adaln_layernorm(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *, eps: float = 1e-5,
+                    backend: Optional[str] = None) -> torch.Tensor:
+    """LayerNorm over the last axis (no affine), then x*(1+scale)+shift.
+
+    x: (B, N, D). shift, scale: (B, 1, D) (one vector per batch row) or (B, N, D) (per token);
+    they may be strided views (e.g. chunks of the adaLN projection). Returns (B, N, D) in x's dtype.
+    """
+    if x.dim() != 3 or shift.dim() != 3 or scale.dim() != 3:
+        raise ValueError("adaln_layernorm expects x (B, N, D) and shift/scale (B, 1 or N, D), got "
+                         f"{tuple(x.shape)}, {tuple(shift.shape)}, {tuple(scale.shape)}")
+    B, N, D = x.shape
+    for name, t in (("shift", shift), ("scale", scale)):
+        if t.shape[0] != B or t.shape[2] != D or t.shape[1] not in (1, N):
+            raise ValueError(f"adaln_layernorm: {name} must be ({B}, 1 or {N}, {D}), got {tuple(t.shape)}")
+    which = _pick("adaln_layernorm", x, backend, shift, scale)
+    if which == "torch":
+        return F.layer_norm(x, (D,), eps=eps) * (1 + scale) + shift
+    x = x.contiguous()
+    out = torch.empty_like(x)
+    C.nn_adaln_layernorm(x.numpy(), shift.numpy(), scale.numpy(), out.numpy(), float(eps))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+def rope_apply(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotates adjacent channel pairs of x (..., N, hd) with rot (1, N, hd/2, 2, 2) in float32."""
+    xf = x.float().unflatten(-1, (-1, 1, 2))
+    out = rot[..., 0] * xf[..., 0] + rot[..., 1] * xf[..., 1]
+    return out.flatten(-2).to(x.dtype)
+
+
+def _rms_norm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), w, eps=None)
+
+
+def qk_norm_rope(qkv: torch.Tensor, num_heads: int, q_weight: torch.Tensor, k_weight: torch.Tensor,
+                 rot: Optional[torch.Tensor] = None, *, out: Optional[Tuple[torch.Tensor, ...]] = None,
+                 backend: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Un-interleaves a fused qkv projection, RMS-normalises q and k, applies RoPE.
+
+    qkv: (B, N, 3*D) with D = num_heads*hd; channel h*3*hd + d*3 + j is head h, dim d, j = 0/1/2 for q/k/v.
+    q_weight, k_weight: (hd,) RMSNorm weights (eps = machine epsilon of the dtype).
+    rot: None (no RoPE) or (1, N, hd/2, 2, 2) float32 table [[cos, -sin], [sin, cos]].
+    out: optional (q, k, v) destinations of shape (B, H, N, hd) (may be slices of a joint buffer).
+    Returns q, k, v of shape (B, H, N, hd) in qkv's dtype.
+    """
+    if qkv.dim() != 3 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"qk_norm_rope expects qkv (B, N, 3*heads*hd) with heads={num_heads}, got {tuple(qkv.shape)}")
+    B, N, _ = qkv.shape
+    hd = qkv.shape[-1] // (3 * num_heads)
+    if q_weight.shape != (hd,) or k_weight.shape != (hd,):
+        raise ValueError(f"qk_norm_rope: q/k norm weights must be ({hd},), got {tuple(q_weight.shape)}, {tuple(k_weight.shape)}")
+    if rot is not None and (rot.shape[-4:] != (N, hd // 2, 2, 2) or hd % 2):
+        raise ValueError(f"qk_norm_rope: rot must be (1, {N}, {hd // 2}, 2, 2), got {tuple(rot.shape)}")
+    if out is not None:
+        for t in out:
+            if t.shape != (B, num_heads, N, hd) or t.dtype != qkv.dtype:
+                raise ValueError(f"qk_norm_rope: out tensors must be ({B}, {num_heads}, {N}, {hd}) {qkv.dtype}, got {tuple(t.shape)} {t.dtype}")
+    which = _pick("qk_norm_rope", qkv, backend, q_weight, k_weight, rot)
+    if which == "torch":
+        q, k, v = qkv.view(B, N, num_heads, hd, 3).permute(4, 0, 2, 1, 3).unbind(0)
+        q = _rms_norm(q, q_weight)
+        k = _rms_norm(k, k_weight)
+        if rot is not None:
+            q = rope_apply(q, rot)
+            k = rope_apply(k, rot)
+        if out is None:
+            return q, k, v
+        for dst, src in zip(out, (q, k, v)):
+            dst.copy_(src)
+        return out
+    qkv = qkv.contiguous()
+    if out is None:
+        out = tuple(qkv.new_empty(B, num_heads, N, hd) for _ in range(3))
+    for t in out:
+        if t.stride(-1) != 1:
+            raise ValueError("qk_norm_rope: out tensors need a unit stride on the head dim")
+    rot_np = None if rot is None else rot.reshape(N, hd // 2, 2, 2).contiguous().numpy()
+    eps = float(torch.finfo(qkv.dtype).eps)
+    C.nn_qk_norm_rope(qkv.numpy(), int(num_heads), q_weight.contiguous().numpy(),
+                      k_weight.contiguous().numpy(), rot_np, out[0].numpy(), out[1].numpy(),
+                      out[2].numpy(), eps)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+def swiglu(h: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
+    """silu(a) * b where h = [a | b] on the last axis. h: (..., 2F) -> (..., F)."""
+    if h.shape[-1] % 2:
+        raise ValueError(f"swiglu expects an even last axis [a | b], got {tuple(h.shape)}")
+    which = _pick("swiglu", h, backend)
+    if which == "torch":
+        a, b = h.chunk(2, dim=-1)
+        return F.silu(a) * b
+    h = h.contiguous()
+    out = h.new_empty(h.shape[:-1] + (h.shape[-1] // 2,))
+    C.nn_swiglu(h.reshape(-1, h.shape[-1]).numpy(), out.reshape(-1, out.shape[-1]).numpy())
+    return out
