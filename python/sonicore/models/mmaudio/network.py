@@ -47,6 +47,14 @@ class PreprocessedConditions:
                                         zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
 
+def resample_sync(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, S, D) -> (B, length, D) by nearest-exact resampling along time, as the original does: source
+    index floor((i + 0.5) * S / length) computed in float32 (torch's interpolate), clamped to S-1."""
+    if x.shape[1] == length:
+        return x
+    return F.interpolate(x.transpose(1, 2), size=length, mode="nearest-exact").transpose(1, 2)
+
+
 class _Proj(nn.Sequential):
     """nn.Sequential whose indices match the original keys (activations hold no weights)."""
 
@@ -154,8 +162,7 @@ class MMAudioNetwork(nn.Module):
         clip_f, sync_f, text_f = clip_f.to(dt), sync_f.to(dt), text_f.to(dt)
         sync_f = (sync_f.view(B, Ns // SYNC_SEGMENT, SYNC_SEGMENT, -1) + self.sync_pos_emb).flatten(1, 2)
         sync_f = self.sync_input_proj(sync_f)
-        if Ns != latent_len:
-            sync_f = F.interpolate(sync_f.transpose(1, 2), size=latent_len, mode="nearest-exact").transpose(1, 2)
+        sync_f = resample_sync(sync_f, latent_len)
         clip_f = self.clip_input_proj(clip_f)
         text_f = self.text_input_proj(text_f)
         return PreprocessedConditions(clip_f, sync_f, text_f, self.clip_cond_proj(clip_f.mean(1)),
