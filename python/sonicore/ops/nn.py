@@ -20,7 +20,23 @@ import torch.nn.functional as F
 from .._backend import device_reasons, select_backend
 from .._ext import C
 
-__all__ = ["adaln_layernorm", "qk_norm_rope", "swiglu", "rope_apply"]
+__all__ = ["adaln_layernorm", "qk_norm_rope", "swiglu", "merge_heads", "rope_apply", "taps_layout"]
+
+
+def taps_layout(y: torch.Tensor, taps: int) -> torch.Tensor:
+    """(B, N, C) -> (B, N, taps*C) with out[b, n, j*C:(j+1)*C] = y[b, n + j - taps//2] (zeros outside):
+    the im2col matrix of a kernel-`taps` "same" convolution, so that the convolution is one GEMM.
+    The fused kernels write their results directly in this layout (argument taps)."""
+    if taps == 1:
+        return y
+    B, N, C = y.shape
+    yp = F.pad(y, (0, 0, taps // 2, taps // 2))
+    return yp.as_strided((B, N, taps * C), (yp.stride(0), C, 1)).contiguous()
+
+
+def _check_taps(taps: int):
+    if not isinstance(taps, int) or taps < 1 or taps % 2 == 0:
+        raise ValueError(f"taps must be a positive odd int (a convolution kernel size), got {taps!r}")
 
 
 def _cpu_reason(x: torch.Tensor, *tensors) -> Optional[str]:
@@ -45,12 +61,14 @@ def _pick(op: str, x: torch.Tensor, backend: Optional[str], *tensors) -> str:
 
 # ---------------------------------------------------------------------------------------------
 def adaln_layernorm(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *, eps: float = 1e-5,
-                    backend: Optional[str] = None) -> torch.Tensor:
+                    taps: int = 1, backend: Optional[str] = None) -> torch.Tensor:
     """LayerNorm over the last axis (no affine), then x*(1+scale)+shift.
 
     x: (B, N, D). shift, scale: (B, 1, D) (one vector per batch row) or (B, N, D) (per token);
-    they may be strided views (e.g. chunks of the adaLN projection). Returns (B, N, D) in x's dtype.
+    they may be strided views (e.g. chunks of the adaLN projection). Returns (B, N, taps*D) in x's
+    dtype: (B, N, D) for taps=1, else the im2col layout of taps_layout for a following convolution.
     """
+    _check_taps(taps)
     if x.dim() != 3 or shift.dim() != 3 or scale.dim() != 3:
         raise ValueError("adaln_layernorm expects x (B, N, D) and shift/scale (B, 1 or N, D), got "
                          f"{tuple(x.shape)}, {tuple(shift.shape)}, {tuple(scale.shape)}")
@@ -60,10 +78,10 @@ def adaln_layernorm(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *
             raise ValueError(f"adaln_layernorm: {name} must be ({B}, 1 or {N}, {D}), got {tuple(t.shape)}")
     which = _pick("adaln_layernorm", x, backend, shift, scale)
     if which == "torch":
-        return F.layer_norm(x, (D,), eps=eps) * (1 + scale) + shift
+        return taps_layout(F.layer_norm(x, (D,), eps=eps) * (1 + scale) + shift, taps)
     x = x.contiguous()
-    out = torch.empty_like(x)
-    C.nn_adaln_layernorm(x.numpy(), shift.numpy(), scale.numpy(), out.numpy(), float(eps))
+    out = x.new_empty(B, N, taps * D)
+    C.nn_adaln_layernorm(x.numpy(), shift.numpy(), scale.numpy(), out.numpy(), float(eps), taps)
     return out
 
 
@@ -130,15 +148,30 @@ def qk_norm_rope(qkv: torch.Tensor, num_heads: int, q_weight: torch.Tensor, k_we
 
 
 # ---------------------------------------------------------------------------------------------
-def swiglu(h: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
-    """silu(a) * b where h = [a | b] on the last axis. h: (..., 2F) -> (..., F)."""
-    if h.shape[-1] % 2:
-        raise ValueError(f"swiglu expects an even last axis [a | b], got {tuple(h.shape)}")
+def swiglu(h: torch.Tensor, *, taps: int = 1, backend: Optional[str] = None) -> torch.Tensor:
+    """silu(a) * b where h = [a | b] on the last axis. h: (B, N, 2F) -> (B, N, taps*F) (taps_layout)."""
+    _check_taps(taps)
+    if h.dim() != 3 or h.shape[-1] % 2:
+        raise ValueError(f"swiglu expects h of shape (B, N, 2F) = [a | b], got {tuple(h.shape)}")
     which = _pick("swiglu", h, backend)
     if which == "torch":
         a, b = h.chunk(2, dim=-1)
-        return F.silu(a) * b
+        return taps_layout(F.silu(a) * b, taps)
     h = h.contiguous()
-    out = h.new_empty(h.shape[:-1] + (h.shape[-1] // 2,))
-    C.nn_swiglu(h.reshape(-1, h.shape[-1]).numpy(), out.reshape(-1, out.shape[-1]).numpy())
+    out = h.new_empty(h.shape[0], h.shape[1], taps * (h.shape[-1] // 2))
+    C.nn_swiglu(h.numpy(), out.numpy(), taps)
+    return out
+
+
+def merge_heads(o: torch.Tensor, *, taps: int = 1, backend: Optional[str] = None) -> torch.Tensor:
+    """Attention output (B, H, N, hd) (any strides, unit stride on hd) -> (B, N, taps*H*hd) (taps_layout)."""
+    _check_taps(taps)
+    if o.dim() != 4:
+        raise ValueError(f"merge_heads expects (B, H, N, hd), got {tuple(o.shape)}")
+    B, H, N, hd = o.shape
+    which = _pick("merge_heads", o, backend)
+    if which == "torch" or o.stride(-1) != 1:
+        return taps_layout(o.transpose(1, 2).reshape(B, N, H * hd), taps)
+    out = o.new_empty(B, N, taps * H * hd)
+    C.nn_merge_heads(o.numpy(), out.numpy(), taps)
     return out

@@ -43,6 +43,7 @@ class StreamBlock(nn.Module):
         super().__init__()
         self.pre_only = pre_only
         self.dim = dim
+        self.taps = kernel_size or 1
         self.attn = SelfAttentionProj(dim, num_heads)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, (2 if pre_only else 6) * dim))
         if not pre_only:
@@ -52,27 +53,29 @@ class StreamBlock(nn.Module):
                 self.linear1 = ChannelLastConv1d(dim, dim, kernel_size)
             self.ffn = GatedFeedForward(dim, ffn_hidden, kernel_size)
 
-    def modulation(self, c: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """c (B, 1 or N, D) -> shift_msa, scale_msa[, gate_msa, shift_mlp, scale_mlp, gate_mlp]."""
-        return self.adaLN_modulation(c).chunk(2 if self.pre_only else 6, dim=-1)
+    def modulation(self, c_act: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """c_act = silu(c), (B, 1 or N, D), computed once per network call and shared by the blocks
+        -> shift_msa, scale_msa[, gate_msa, shift_mlp, scale_mlp, gate_mlp]."""
+        lin = self.adaLN_modulation[1]
+        B, N, D = c_act.shape
+        mod = F.linear(c_act.reshape(B * N, D), lin.weight, lin.bias).view(B, N, -1)
+        return mod.chunk(2 if self.pre_only else 6, dim=-1)
 
     def pre_attention(self, x: torch.Tensor, mod, rot, out=None):
         h = nnops.adaln_layernorm(x, mod[0], mod[1])
         return self.attn(h, rot, out)
 
-    def post_attention(self, x: torch.Tensor, attn_out: torch.Tensor, mod) -> torch.Tensor:
+    def post_attention(self, x: torch.Tensor, o: torch.Tensor, mod) -> torch.Tensor:
+        """o: this stream's attention output (B, H, N, hd)."""
         if self.pre_only:
             return x
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
-        x = torch.addcmul(x, self.linear1(attn_out), gate_msa)
-        h = nnops.adaln_layernorm(x, shift_mlp, scale_mlp)
-        return torch.addcmul(x, self.ffn(h), gate_mlp)
-
-
-def _merge_heads(o: torch.Tensor) -> torch.Tensor:
-    """(B, H, N, hd) -> (B, N, H*hd)."""
-    B, H, N, hd = o.shape
-    return o.transpose(1, 2).reshape(B, N, H * hd)
+        # Producers write straight into the im2col layout the next (kernel-3) projection reads.
+        a = nnops.merge_heads(o, taps=self.taps)
+        proj = self.linear1(a, tapped=True) if self.taps > 1 else self.linear1(a)
+        x = torch.addcmul(x, proj, gate_msa)
+        h = nnops.adaln_layernorm(x, shift_mlp, scale_mlp, taps=self.taps)
+        return torch.addcmul(x, self.ffn(h, tapped=self.taps > 1), gate_mlp)
 
 
 def _run_streams(streams, xs, cs, rots):
@@ -97,7 +100,7 @@ def _run_streams(streams, xs, cs, rots):
     outs = []
     start = 0
     for s, x, m, n in zip(streams, xs, mods, lens):
-        outs.append(s.post_attention(x, _merge_heads(o[:, :, start:start + n]), m) if not s.pre_only else x)
+        outs.append(s.post_attention(x, o[:, :, start:start + n], m) if not s.pre_only else x)
         start += n
     return outs
 
@@ -113,6 +116,7 @@ class JointBlock(nn.Module):
         self.text_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=None)
 
     def forward(self, latent, clip_f, text_f, global_c, extended_c, latent_rot, clip_rot):
+        """global_c (B, 1, D) and extended_c (B, N, D) are passed through SiLU already."""
         return tuple(_run_streams((self.latent_block, self.clip_block, self.text_block),
                                   (latent, clip_f, text_f), (extended_c, global_c, global_c),
                                   (latent_rot, clip_rot, None)))
@@ -124,8 +128,9 @@ class FusedBlock(StreamBlock):
     def __init__(self, dim: int, num_heads: int, ffn_hidden: int):
         super().__init__(dim, num_heads, ffn_hidden, kernel_size=3)
 
-    def forward(self, x, c, rot):
-        return _run_streams((self,), (x,), (c,), (rot,))[0]
+    def forward(self, x, c_act, rot):
+        """c_act: silu of the per-token condition (B, N, D)."""
+        return _run_streams((self,), (x,), (c_act,), (rot,))[0]
 
 
 class FinalLayer(nn.Module):
@@ -138,4 +143,4 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
-        return self.conv(nnops.adaln_layernorm(x, shift, scale))
+        return self.conv(nnops.adaln_layernorm(x, shift, scale, taps=7), tapped=True)

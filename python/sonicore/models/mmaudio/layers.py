@@ -48,12 +48,16 @@ def _is_packed(*params: nn.Parameter) -> bool:
 
 
 def im2col(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, N, C) -> (B, N, k*C): the k zero-padded neighbours of every frame ("same" padding)."""
-    if k == 1:
-        return x
+    """(B, N, C) -> (B*N, k*C) contiguous im2col matrix of a kernel-k "same" convolution."""
     B, N, C = x.shape
-    xp = F.pad(x, (0, 0, k // 2, k // 2))
-    return xp.as_strided((B, N, k * C), (xp.stride(0), C, 1))
+    return nnops.taps_layout(x, k).reshape(B * N, k * C)
+
+
+def _gemm(x: torch.Tensor, w: torch.Tensor, bias) -> torch.Tensor:
+    """(B, N, K) @ w.T (+ bias) as ONE 2-D GEMM (a strided 3-D input would become a batched GEMM
+    that copies the weight per batch row)."""
+    B, N, K = x.shape
+    return F.linear(x.reshape(B * N, K), w, bias).view(B, N, w.shape[0])
 
 
 class ChannelLastConv1d(nn.Module):
@@ -67,10 +71,13 @@ class ChannelLastConv1d(nn.Module):
         self.weight = nn.Parameter(torch.empty(out_dim, kernel_size, in_dim).permute(0, 2, 1))
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
+        """x: (B, N, in) or, with tapped=True, already in the (B, N, k*in) im2col layout."""
         if not _is_packed(self.weight):
             _repack_(self.weight)
-        return F.linear(im2col(x, self.kernel_size), _packed(self.weight), self.bias)
+        if not tapped:
+            x = nnops.taps_layout(x, self.kernel_size)
+        return _gemm(x, _packed(self.weight), self.bias)
 
 
 class _W(nn.Module):
@@ -96,7 +103,8 @@ class GatedFeedForward(nn.Module):
             self.w2 = ChannelLastConv1d(hidden, dim, k, bias=False)
             self.w3 = ChannelLastConv1d(dim, hidden, k, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
+        """x: (B, N, dim) or, with tapped=True, already in the (B, N, k*dim) im2col layout."""
         if self.kernel_size is None:
             w1, w3 = self.w1.weight, self.w3.weight
             if w3.data_ptr() != w1.data_ptr() + w1.numel() * w1.element_size() or not w1.is_contiguous() \
@@ -104,8 +112,10 @@ class GatedFeedForward(nn.Module):
                 base = torch.cat([w1.data, w3.data], 0)
                 w1.data, w3.data = base[:self.hidden], base[self.hidden:]
             w13 = w1.data.view(-1).as_strided((2 * self.hidden, w1.shape[1]), (w1.shape[1], 1))
-            h = F.linear(x, w13)
-            return F.linear(nnops.swiglu(h), self.w2.weight)
+            squeeze = x.dim() == 2
+            x3 = x[None] if squeeze else x
+            y = _gemm(nnops.swiglu(_gemm(x3, w13, None)), self.w2.weight, None)
+            return y[0] if squeeze else y
         k = self.kernel_size
         if not _is_packed(self.w1.weight, self.w3.weight):
             _repack_(self.w1.weight, self.w3.weight)
@@ -114,5 +124,7 @@ class GatedFeedForward(nn.Module):
         w = self.w1.weight
         o, i, _ = w.shape
         w13 = w.data.permute(0, 2, 1).as_strided((2 * o, k * i), (k * i, 1))
-        h = F.linear(im2col(x, k), w13)
-        return F.linear(im2col(nnops.swiglu(h), k), _packed(self.w2.weight))
+        if not tapped:
+            x = nnops.taps_layout(x, k)
+        h = _gemm(x, w13, None)
+        return _gemm(nnops.swiglu(h, taps=k), _packed(self.w2.weight), None)

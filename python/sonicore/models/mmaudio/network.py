@@ -210,13 +210,15 @@ class MMAudioNetwork(nn.Module):
         extended_c = global_c + cond.sync_f
         if rec is not None:
             rec.update({"audio_input_proj": latent, "t_embed": t_emb, "global_cond_mlp": g})
+        # Every block's adaLN starts with SiLU of the same two conditions: apply it once.
+        global_act, extended_act = F.silu(global_c), F.silu(extended_c)
         for i, block in enumerate(self.joint_blocks):
-            latent, clip_f, text_f = block(latent, clip_f, text_f, global_c, extended_c, latent_rot, clip_rot)
+            latent, clip_f, text_f = block(latent, clip_f, text_f, global_act, extended_act, latent_rot, clip_rot)
             if rec is not None:
                 rec.update({f"joint_blocks.{i}.latent": latent, f"joint_blocks.{i}.clip_f": clip_f,
                             f"joint_blocks.{i}.text_f": text_f})
         for i, block in enumerate(self.fused_blocks):
-            latent = block(latent, extended_c, latent_rot)
+            latent = block(latent, extended_act, latent_rot)
             if rec is not None:
                 rec[f"fused_blocks.{i}"] = latent
         return self.final_layer(latent, global_c)
