@@ -46,38 +46,102 @@ def _open_state_dict(source) -> Mapping[str, torch.Tensor]:
                               "expected an MMAudio .pth state dict or a .safetensors file") from e
 
 
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
 class _LazySafetensors(Mapping):
-    """Read-only mapping over a safetensors file that reads one tensor at a time."""
+    """Read-only mapping over a safetensors file. Tensors are read with plain file reads, one at a time,
+    straight into the destination when asked (read_into), so no mapping of the whole file stays resident.
+    Every offset and size in the header is checked against the file size first."""
 
     def __init__(self, path: str):
-        from safetensors import safe_open
+        import json
+        self.path = path
+        size = os.path.getsize(path)
         try:
-            self._f = safe_open(path, framework="pt", device="cpu")
-            self._keys = list(self._f.keys())
-        except Exception as e:
-            raise CheckpointError(f"{path!r} is neither a torch checkpoint nor a readable safetensors file "
-                                  f"({type(e).__name__}: {e})") from e
+            with open(path, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if not 2 <= n <= min(size - 8, 100 << 20):
+                    raise ValueError(f"header length {n} does not fit a {size}-byte file")
+                header = json.loads(f.read(n))
+            header.pop("__metadata__", None)
+            self._base = 8 + n
+            self._entries = {}
+            for k, e in header.items():
+                dt = _ST_DTYPES[e["dtype"]]
+                shape = tuple(int(d) for d in e["shape"])
+                b0, b1 = (int(o) for o in e["data_offsets"])
+                numel = 1
+                for d in shape:
+                    numel *= d
+                if b1 - b0 != numel * torch.empty((), dtype=dt).element_size() or b0 < 0:
+                    raise ValueError(f"tensor {k!r}: {b1 - b0} bytes for shape {shape} {e['dtype']}")
+                if self._base + b1 > size:
+                    raise ValueError(f"tensor {k!r} ends at byte {self._base + b1} of a {size}-byte file (truncated)")
+                self._entries[k] = (dt, shape, b0, b1)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{path!r} is neither a torch checkpoint nor a valid safetensors file ({e})") from e
 
     def __getitem__(self, k):
         return self.get_tensor(k)
 
     def __iter__(self):
-        return iter(self._keys)
+        return iter(self._entries)
 
     def __len__(self):
-        return len(self._keys)
+        return len(self._entries)
 
     def __contains__(self, k):
-        return k in self._keys
+        return k in self._entries
 
     def keys(self):
-        return list(self._keys)
+        return list(self._entries)
 
     def shape_of(self, k):
-        return tuple(self._f.get_slice(k).get_shape())
+        return self._entries[k][1]
 
     def get_tensor(self, k):
-        return self._f.get_tensor(k)
+        dt, shape, b0, b1 = self._entries[k]
+        out = torch.empty(shape, dtype=dt)
+        self._read(out, b0, b1)
+        return out
+
+    def _read(self, out: torch.Tensor, b0: int, b1: int):
+        buf = out.view(-1).view(torch.uint8).numpy() if out.numel() else None
+        if buf is None:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self._base + b0)
+            if f.readinto(memoryview(buf)) != b1 - b0:
+                raise CheckpointError(f"{self.path!r} ended early (truncated)")
+
+    def copy_into(self, k, dst: torch.Tensor):
+        """Copies tensor k into dst (any dtype/layout), reading directly into it when dtype and layout allow."""
+        dt, shape, b0, b1 = self._entries[k]
+        if dst.dtype == dt and dst.is_contiguous() and dst.device.type == "cpu":
+            self._read(dst, b0, b1)
+        else:
+            dst.copy_(self.get_tensor(k))
+
+
+def _release_pages(t: torch.Tensor) -> None:
+    """Drops the resident pages behind a memory-mapped source tensor once it has been copied, so that a
+    memory-mapped checkpoint is not held in memory next to the network's own weights."""
+    import ctypes
+    import mmap
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        page = mmap.PAGESIZE
+        if not t.is_contiguous():
+            return
+        start = t.data_ptr()
+        nbytes = t.numel() * t.element_size()
+        a = start - start % page
+        libc.madvise(ctypes.c_void_p(a), ctypes.c_size_t(start + nbytes - a), 4)  # MADV_DONTNEED
+    except Exception:  # best effort: only a memory optimisation
+        pass
 
 
 def _unwrap(sd: Mapping) -> Mapping:
@@ -185,15 +249,23 @@ def load(source: Union[str, os.PathLike, Mapping[str, torch.Tensor]], *, dtype: 
     if bad:
         k = bad[0]
         raise CheckpointError(f"tensor {k} has shape {shapes[k]}, expected {expected[k]} for a {cfg_desc(cfg)}")
-    net = net.to_empty(device=device).to(dtype)
+    # Convert on the meta device first so that only the target-dtype weights are ever allocated.
+    net = net.to(dtype).to_empty(device=device)
     params = dict(net.named_parameters())
+    mapped = isinstance(source, (str, os.PathLike)) and not isinstance(sd, _LazySafetensors)
     with torch.no_grad():
         for m in expected:
-            src = sd.get_tensor(names[m]) if hasattr(sd, "get_tensor") else sd[names[m]]
-            if not torch.isfinite(src).all():
+            dst = params[m]
+            if isinstance(sd, _LazySafetensors):
+                sd.copy_into(names[m], dst)
+            else:
+                src = sd[names[m]]
+                dst.copy_(src)
+                if mapped and src.device.type == "cpu":
+                    _release_pages(src)
+                del src
+            if not torch.isfinite(dst).all():
                 raise CheckpointError(f"tensor {m} holds NaN or infinite values: the file is damaged")
-            params[m].copy_(src)
-            del src
     net.eval()
     net.requires_grad_(False)
     net.variant = variant_name(cfg)
