@@ -1,0 +1,214 @@
+// CPU attention driver: validates the call, packs K and V once into float32 panels, then runs
+// the tiled forward over (batch x heads x query blocks) on sonicore's pool with the best ISA.
+#include <algorithm>
+#include <string>
+
+#include "attention_impl.h"
+#include "sonicore/cpu_features.h"
+#include "sonicore/parallel.h"
+
+namespace sonicore {
+namespace attn {
+namespace {
+
+// Portable copy: 16 floats in plain arrays, which the compiler vectorises with the baseline ISA.
+struct Portable {
+  static constexpr int W = 16;
+  static constexpr int MR_QK = 2;
+  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
+  static constexpr int MR_PV = 2;
+  struct reg {
+    float v[16];
+  };
+  static reg load(const float* p) {
+    reg r;
+    std::memcpy(r.v, p, sizeof(r.v));
+    return r;
+  }
+  static void store(float* p, const reg& r) { std::memcpy(p, r.v, sizeof(r.v)); }
+  static reg set1(float x) {
+    reg r;
+    for (float& e : r.v) e = x;
+    return r;
+  }
+  static reg zero() { return set1(0.0f); }
+  static reg fma(const reg& a, const reg& b, const reg& c) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
+    return r;
+  }
+  static reg mul(const reg& a, const reg& b) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i];
+    return r;
+  }
+  static reg add(const reg& a, const reg& b) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] + b.v[i];
+    return r;
+  }
+  static reg sub(const reg& a, const reg& b) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] - b.v[i];
+    return r;
+  }
+  static reg max(const reg& a, const reg& b) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] < b.v[i] ? b.v[i] : a.v[i];
+    return r;
+  }
+  static reg mask_ge(const reg& s, const reg& j, const reg& lim) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = j.v[i] < lim.v[i] ? s.v[i] : kNegInf;
+    return r;
+  }
+  static reg neginf_to_zero(const reg& m) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = m.v[i] == kNegInf ? 0.0f : m.v[i];
+    return r;
+  }
+  static reg exp2_finite(const reg& a) { return exp2(a); }
+  static reg exp2(const reg& a) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = std::exp2(a.v[i]);
+    return r;
+  }
+};
+
+const Kernels& pick(int cap) {
+  Isa isa = cpu_isa();
+  if (cap >= 0 && cap < static_cast<int>(isa)) isa = static_cast<Isa>(cap);
+#if defined(__x86_64__) || defined(__i386__)
+  if (isa == Isa::avx512) return kernels_avx512();
+  if (isa == Isa::avx2) return kernels_avx2();
+#endif
+  return make_kernels<Portable>();
+}
+
+void check_common(const AttentionParams& p, bool need_v) {
+  SONICORE_CHECK(p.dtype == DType::f32 || p.dtype == DType::f16 || p.dtype == DType::bf16,
+                 std::string("attention: dtype must be float32, float16 or bfloat16, got ") + dtype_name(p.dtype));
+  SONICORE_CHECK(p.batch >= 0 && p.q_len >= 0 && p.kv_len >= 0, "attention: sizes must be non-negative");
+  SONICORE_CHECK(p.head_dim >= 1 && p.head_dim <= 512,
+                 "attention: cpu backend: head dim " + std::to_string(p.head_dim) + " not supported (1..512)");
+  SONICORE_CHECK(p.q_heads >= 1 && p.kv_heads >= 1 && p.q_heads % p.kv_heads == 0,
+                 "attention: the query heads must be a positive multiple of the key/value heads");
+  SONICORE_CHECK(p.q && p.k && (!need_v || p.v), "attention: null input pointer");
+  for (int i = 0; i < 3; ++i)
+    SONICORE_CHECK(p.q_stride[i] >= 0 && p.k_stride[i] >= 0 && (!need_v || p.v_stride[i] >= 0),
+                   "attention: strides must be non-negative");
+  for (int b = 0; p.kv_lens && b < p.batch; ++b)
+    SONICORE_CHECK(p.kv_lens[b] >= 0 && p.kv_lens[b] <= p.kv_len, "attention: kv_lens out of range [0, Nk]");
+  for (int b = 0; p.q_lens && b < p.batch; ++b)
+    SONICORE_CHECK(p.q_lens[b] >= 0 && p.q_lens[b] <= p.q_len, "attention: q_lens out of range [0, Nq]");
+}
+
+// float32 copies of K and V where the kernel cannot read the caller's memory directly.
+struct Converted {
+  std::unique_ptr<float[]> k, v;
+};
+
+// Fills cx.kbase/ks and cx.vbase/vs: the caller's float32 rows when possible, else converted
+// rows (keys past kv_len are never read, so only valid keys are converted).
+Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
+  Converted cv;
+  const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
+  const bool k_direct = p.dtype == DType::f32;
+  const bool v_direct = p.dtype == DType::f32 && D % 16 == 0;
+  if (k_direct) {
+    cx.kbase = static_cast<const float*>(p.k);
+    for (int i = 0; i < 3; ++i) cx.ks[i] = p.k_stride[i];
+  } else {
+    cv.k.reset(new float[heads * N * D]);
+    cx.kbase = cv.k.get();
+    cx.ks[0] = p.kv_heads * N * D, cx.ks[1] = N * D, cx.ks[2] = D;
+  }
+  if (need_v && v_direct) {
+    cx.vbase = static_cast<const float*>(p.v);
+    for (int i = 0; i < 3; ++i) cx.vs[i] = p.v_stride[i];
+  } else if (need_v) {
+    cv.v.reset(new float[heads * N * Dp]);
+    cx.vbase = cv.v.get();
+    cx.vs[0] = p.kv_heads * N * Dp, cx.vs[1] = N * Dp, cx.vs[2] = Dp;
+  }
+  const bool conv_k = !k_direct, conv_v = need_v && !v_direct;
+  if (!conv_k && !conv_v) return cv;
+  constexpr int64_t kRows = 64;
+  const int64_t chunks = (N + kRows - 1) / kRows;
+  float* kout = cv.k.get();
+  float* vout = cv.v.get();
+  parallel_for(heads * chunks, std::max<int64_t>(1, 4096 / (kRows * std::max<int64_t>(1, D))), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t bh = i / chunks, c = i % chunks, b = bh / p.kv_heads, h = bh % p.kv_heads;
+      const int64_t kl = p.kv_lens ? p.kv_lens[b] : N;
+      for (int64_t j = c * kRows; j < std::min(kl, (c + 1) * kRows); ++j) {
+        if (conv_k)
+          load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f,
+                   kout + (bh * N + j) * D);
+        if (conv_v) {
+          float* dst = vout + (bh * N + j) * Dp;
+          load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
+          std::fill(dst + D, dst + Dp, 0.0f);
+        }
+      }
+    }
+  });
+  return cv;
+}
+
+// Tasks per pool chunk: tiny calls (decoder steps, a few keys) stay on the calling thread,
+// where waking the pool would cost more than the work (about 256K multiply-adds per chunk).
+int64_t task_grain(int64_t rows, const AttentionParams& p) {
+  const int64_t macs = std::max<int64_t>(1, rows * std::max<int64_t>(1, p.kv_len) * p.head_dim);
+  return std::max<int64_t>(1, (int64_t(1) << 18) / macs);
+}
+
+}  // namespace
+}  // namespace attn
+
+void attention_forward_cpu(const AttentionParams& p) {
+  using namespace attn;
+  check_common(p, true);
+  SONICORE_CHECK(p.out != nullptr, "attention: null output pointer");
+  for (int i = 0; i < 3; ++i) SONICORE_CHECK(p.out_stride[i] >= 0, "attention: strides must be non-negative");
+  if (p.batch == 0 || p.q_len == 0) return;
+  Ctx cx{};
+  cx.p = &p;
+  cx.Dp = round_up(p.head_dim, 16);
+  cx.qscale = p.scale * 1.4426950408889634f;
+  // Large query blocks reuse each K/V block across more rows; smaller ones keep both threads
+  // busy on short calls (Whisper decoding, cross attention with few tokens).
+  const int64_t bh = p.batch * p.q_heads;
+  int64_t mq = kMaxQueryBlock;
+  while (mq > kQueryChunk && bh * ((p.q_len + mq - 1) / mq) < 4 * num_threads()) mq -= kQueryChunk;
+  cx.Mq = mq;
+  cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
+  Converted cv = prepare_kv(p, cx, true);
+  const Kernels& kern = pick(p.isa);
+  parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+               [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
+}
+
+void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t num_heads, float* probs) {
+  using namespace attn;
+  check_common(p, false);
+  SONICORE_CHECK(probs != nullptr && (num_heads == 0 || heads != nullptr), "attention_probs: null pointer");
+  for (int64_t i = 0; i < num_heads; ++i)
+    SONICORE_CHECK(heads[i] >= 0 && heads[i] < p.q_heads, "attention_probs: head index out of range");
+  if (p.batch == 0 || p.q_len == 0 || num_heads == 0 || p.kv_len == 0) return;
+  Ctx cx{};
+  cx.p = &p;
+  cx.Dp = round_up(p.head_dim, 16);
+  cx.qscale = p.scale * 1.4426950408889634f;
+  cx.Mq = kQueryChunk;
+  cx.nqb = (p.q_len + kQueryChunk - 1) / kQueryChunk;
+  cx.heads = heads;
+  cx.num_heads = num_heads;
+  cx.probs = probs;
+  Converted cv = prepare_kv(p, cx, false);
+  const Kernels& kern = pick(p.isa);
+  parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+               [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
+}
+
+}  // namespace sonicore
