@@ -1,102 +1,70 @@
-"""Flow-matching sampling for the MMAudio network: Euler steps with classifier-free guidance.
+"""Flow-matching sampling for the MMAudio network through sonicore.sampling.sample.
 
-Convention (DESIGN.md, the original's generate()/separate()): t = 0 is noise, t = 1 is data; the grid is
-linspace(0, 1, steps+1) in float32; x_{k+1} = x_k + (t_{k+1} - t_k) * v(t_k, x_k), never evaluated at t = 1;
-v = s*v_cond + (1-s)*v_uncond (only v_cond when s < 1); the conditional and the unconditional branch
-run as one batch of 2B; conditions are preprocessed once per call.
+Convention (DESIGN.md, the original's generate()/separate()): t = 0 is noise, t = 1 is data; 25 uniform
+Euler steps by default, never evaluated at t = 1; v = s*v_cond + (1-s)*v_uncond (only v_cond when s < 1);
+the conditional and unconditional branches run as one batch of 2B; conditions are preprocessed once per
+call and passed to every step as tensors; on CUDA the loop is captured once in a CUDA graph.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+import dataclasses
+from typing import List, Optional
 
 import torch
 
+from ...sampling import Guidance, sample
 from .network import MMAudioNetwork, PreprocessedConditions
 
-
-def _euler(velocity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int,
-           trajectory: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
-    """Plain explicit Euler from t=0 to t=1. velocity(t_scalar, x) -> dx/dt."""
-    ts = torch.linspace(0, 1, steps + 1, dtype=torch.float32)
-    x = x0
-    if trajectory is not None:
-        trajectory.append(x)
-    ts_dev = ts.to(x0.device)
-    for k in range(steps):
-        x = x + (ts[k + 1] - ts[k]).item() * velocity(ts_dev[k], x)
-        if trajectory is not None:
-            trajectory.append(x)
-    return x
+_FIELDS = [f.name for f in dataclasses.fields(PreprocessedConditions)]
 
 
-def cfg_velocity(net: MMAudioNetwork, cond: PreprocessedConditions, empty: Optional[PreprocessedConditions],
-                 cfg_strength: float, x_mix: Optional[torch.Tensor] = None):
-    """velocity(t, x) for the sampler: one network call on the batched [cond; uncond] inputs.
-
-    cond: conditions at batch B; empty: the unconditional ones (batch 1 or B); x_mix (B, N, C) for
-    MMAudioSep (the unconditional branch keeps the mixture).
-    """
-    use_cfg = cfg_strength >= 1.0 and empty is not None
-    if use_cfg:
-        B = cond.clip_f.shape[0]
-        both = cond.cat(empty.expand(B) if empty.clip_f.shape[0] == 1 else empty)
-        mix = None if x_mix is None else torch.cat([x_mix, x_mix], 0)
-    else:
-        both, mix = cond, x_mix
-
-    def velocity(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        xb = torch.cat([x, x], 0) if use_cfg else x
-        tb = t.to(x.dtype).expand(xb.shape[0])
-        v = net.predict_flow(xb, tb, both, mix)
-        if not use_cfg:
-            return v
-        v_cond, v_uncond = v.chunk(2, 0)
-        return cfg_strength * v_cond + (1 - cfg_strength) * v_uncond
-    return velocity
-
-
-class _GraphedVelocity:
-    """Captures one velocity evaluation in a CUDA graph and replays it at every step (GPU only).
-
-    Static input buffers (x, t) are refreshed before each replay; the output buffer is cloned so the
-    caller may keep it across steps."""
-
-    def __init__(self, velocity, x_like: torch.Tensor):
-        self.x = x_like.clone()
-        self.t = torch.zeros((), dtype=torch.float32, device=x_like.device)
-        stream = torch.cuda.Stream(device=x_like.device)
-        stream.wait_stream(torch.cuda.current_stream(x_like.device))
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up: packs weights, builds RoPE tables, picks kernels
-                velocity(self.t, self.x)
-        torch.cuda.current_stream(x_like.device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = velocity(self.t, self.x)
-
-    def __call__(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        self.x.copy_(x)
-        self.t.copy_(t)
-        self.graph.replay()
-        return self.out.clone()
+def velocity_fn(net: MMAudioNetwork):
+    """velocity_fn(x, t, **conditions) for sonicore.sampling.sample: the conditions are the fields of
+    PreprocessedConditions (clip_f, sync_f, text_f, clip_f_c, text_f_c) plus x_mix for MMAudioSep."""
+    def fn(x, t, clip_f, sync_f, text_f, clip_f_c, text_f_c, x_mix=None):
+        cond = PreprocessedConditions(clip_f, sync_f, text_f, clip_f_c, text_f_c)
+        dt = net.dtype
+        return net.predict_flow(x.to(dt), t.to(dt), cond, None if x_mix is None else x_mix.to(dt))
+    return fn
 
 
 @torch.no_grad()
 def sample_latent(net: MMAudioNetwork, x0: torch.Tensor, cond: PreprocessedConditions,
                   empty: Optional[PreprocessedConditions], *, steps: int = 25, cfg_strength: float = 4.5,
                   x_mix: Optional[torch.Tensor] = None, trajectory: Optional[List[torch.Tensor]] = None,
-                  cuda_graph: Optional[bool] = None) -> torch.Tensor:
+                  solver: str = "euler", cuda_graph: Optional[bool] = None) -> torch.Tensor:
     """Runs the sampler from noise x0 (B, N, C) (normalised latent space) and returns the final state
-    in the same normalised space; `net.unnormalize` maps it to VAE latents. trajectory, when a list,
-    receives x_0 ... x_steps. cuda_graph (default: on for CUDA tensors) replays one captured network
-    evaluation per step."""
+    (B, N, C) float32 in the same normalised space; `net.unnormalize` maps it to VAE latents.
+
+    cond: conditions at batch B; empty: the unconditional ones (batch 1 or B), unused when
+    cfg_strength <= 1 (below 1 the original uses v_cond only; at 1 guidance equals v_cond); x_mix (B, N, C): MMAudioSep's mixture, kept in both branches.
+    trajectory, when a list, receives x_0 ... x_steps. cuda_graph (default: on for CUDA tensors).
+    """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    vel = cfg_velocity(net, cond, empty, float(cfg_strength), x_mix)
+    conditions = {k: getattr(cond, k) for k in _FIELDS}
+    if x_mix is not None:
+        conditions["x_mix"] = x_mix
+    guidance = None
+    # s = 1 gives v_cond exactly (1*v_cond + 0*v_uncond): the unconditional half is skipped.
+    if cfg_strength > 1.0:
+        if empty is None:
+            raise ValueError("classifier-free guidance (cfg_strength > 1) needs the empty conditions")
+        guidance = Guidance(float(cfg_strength), uncond={k: getattr(empty, k) for k in _FIELDS})
     if cuda_graph is None:
         cuda_graph = x0.is_cuda
+    fn = velocity_fn(net)
+    x0 = x0.float()
     if cuda_graph:
-        if not x0.is_cuda:
-            raise ValueError("cuda_graph=True needs the network and x0 on a CUDA device")
-        vel = _GraphedVelocity(vel, x0)
-    return _euler(vel, x0, steps, trajectory)
+        # One eager evaluation first: packs weights and builds the RoPE tables outside the capture.
+        rows = 2 * x0.shape[0] if guidance is not None else x0.shape[0]
+        warm = {k: (torch.cat([v, guidance.uncond[k].expand_as(v)]) if guidance is not None
+                    and k in guidance.uncond else (torch.cat([v, v]) if guidance is not None else v))
+                for k, v in conditions.items()}
+        fn(torch.cat([x0] * (rows // x0.shape[0])), torch.zeros(rows, device=x0.device), **warm)
+    callback = None
+    if trajectory is not None:
+        trajectory.append(x0.clone())
+        callback = lambda step, n, t, x: trajectory.append(x.clone())  # noqa: E731
+    return sample(fn, x0, steps=steps, solver=solver, cfg=guidance, conditions=conditions,
+                  callback=callback, cuda_graph=bool(cuda_graph) and callback is None)
