@@ -53,12 +53,9 @@ class StreamBlock(nn.Module):
                 self.linear1 = ChannelLastConv1d(dim, dim, kernel_size)
             self.ffn = GatedFeedForward(dim, ffn_hidden, kernel_size)
 
-    def modulation(self, c_act: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """c_act = silu(c), (B, 1 or N, D), computed once per network call and shared by the blocks
-        -> shift_msa, scale_msa[, gate_msa, shift_mlp, scale_mlp, gate_mlp]."""
-        lin = self.adaLN_modulation[1]
-        B, N, D = c_act.shape
-        mod = F.linear(c_act.reshape(B * N, D), lin.weight, lin.bias).view(B, N, -1)
+    def modulation(self, mod: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """mod = adaLN_modulation(c), (B, 1 or N, 2D or 6D) (the network computes every block's in one
+        GEMM) -> shift_msa, scale_msa[, gate_msa, shift_mlp, scale_mlp, gate_mlp]."""
         return mod.chunk(2 if self.pre_only else 6, dim=-1)
 
     def pre_attention(self, x: torch.Tensor, mod, rot, out=None):
@@ -78,9 +75,10 @@ class StreamBlock(nn.Module):
         return torch.addcmul(x, self.ffn(h, tapped=self.taps > 1), gate_mlp)
 
 
-def _run_streams(streams, xs, cs, rots):
-    """Joint attention over the concatenated streams; returns the updated streams."""
-    mods = [s.modulation(c) for s, c in zip(streams, cs)]
+def _run_streams(streams, xs, mods, rots):
+    """Joint attention over the concatenated streams; returns the updated streams.
+    mods: each stream's adaLN modulation output (B, 1 or N, 2D or 6D)."""
+    mods = [s.modulation(m) for s, m in zip(streams, mods)]
     x0 = xs[0]
     B = x0.shape[0]
     H = streams[0].attn.num_heads
@@ -115,11 +113,10 @@ class JointBlock(nn.Module):
         self.clip_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=3)
         self.text_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=None)
 
-    def forward(self, latent, clip_f, text_f, global_c, extended_c, latent_rot, clip_rot):
-        """global_c (B, 1, D) and extended_c (B, N, D) are passed through SiLU already."""
+    def forward(self, latent, clip_f, text_f, mods, latent_rot, clip_rot):
+        """mods: the (latent, clip, text) adaLN modulation outputs."""
         return tuple(_run_streams((self.latent_block, self.clip_block, self.text_block),
-                                  (latent, clip_f, text_f), (extended_c, global_c, global_c),
-                                  (latent_rot, clip_rot, None)))
+                                  (latent, clip_f, text_f), mods, (latent_rot, clip_rot, None)))
 
 
 class FusedBlock(StreamBlock):
@@ -128,9 +125,9 @@ class FusedBlock(StreamBlock):
     def __init__(self, dim: int, num_heads: int, ffn_hidden: int):
         super().__init__(dim, num_heads, ffn_hidden, kernel_size=3)
 
-    def forward(self, x, c_act, rot):
-        """c_act: silu of the per-token condition (B, N, D)."""
-        return _run_streams((self,), (x,), (c_act,), (rot,))[0]
+    def forward(self, x, mod, rot):
+        """mod: this block's adaLN modulation output (B, N, 6D)."""
+        return _run_streams((self,), (x,), (mod,), (rot,))[0]
 
 
 class FinalLayer(nn.Module):
@@ -141,6 +138,7 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.conv = ChannelLastConv1d(dim, out_dim, 7)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=-1)
+    def forward(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        """mod: adaLN_modulation(global_c), (B, 1, 2D)."""
+        shift, scale = mod.chunk(2, dim=-1)
         return self.conv(nnops.adaln_layernorm(x, shift, scale, taps=7), tapped=True)

@@ -22,7 +22,7 @@ from torch import nn
 from .blocks import FinalLayer, FusedBlock, JointBlock
 from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
 from .embeddings import TimestepEmbedder
-from .layers import ChannelLastConv1d, GatedFeedForward, _is_packed, _repack_
+from .layers import ChannelLastConv1d, GatedFeedForward, _matrix, ensure_packed, ensure_packed_bias
 from .rope import rope_table
 
 
@@ -201,7 +201,14 @@ class MMAudioNetwork(nn.Module):
             raise ValueError(f"t must be a scalar or have shape ({B},), got {tuple(t.shape)}")
         dt = self.dtype
         rec = self.record
-        latent = self.audio_input_proj(x_t.to(dt))
+        x_t = x_t.to(dt)
+        h = B // 2
+        if B % 2 == 0 and B > 0 and torch.equal(x_t[:h], x_t[h:]):
+            # Guidance batches repeat the same latent (and mixture) in both halves: project it once.
+            half = self.audio_input_proj(x_t[:h])
+            latent = torch.cat([half, half])
+        else:
+            latent = self.audio_input_proj(x_t)
         clip_f, text_f = cond.clip_f, cond.text_f
         latent_rot, clip_rot = self.rope_tables(N, clip_f.shape[1])
         t_emb = self.t_embed(t)
@@ -210,18 +217,42 @@ class MMAudioNetwork(nn.Module):
         extended_c = global_c + cond.sync_f
         if rec is not None:
             rec.update({"audio_input_proj": latent, "t_embed": t_emb, "global_cond_mlp": g})
-        # Every block's adaLN starts with SiLU of the same two conditions: apply it once.
-        global_act, extended_act = F.silu(global_c), F.silu(extended_c)
+        tok_mods, glob_mods = self._modulations(global_c, extended_c)
         for i, block in enumerate(self.joint_blocks):
-            latent, clip_f, text_f = block(latent, clip_f, text_f, global_act, extended_act, latent_rot, clip_rot)
+            latent, clip_f, text_f = block(latent, clip_f, text_f, (tok_mods[i], glob_mods[2 * i], glob_mods[2 * i + 1]),
+                                           latent_rot, clip_rot)
             if rec is not None:
                 rec.update({f"joint_blocks.{i}.latent": latent, f"joint_blocks.{i}.clip_f": clip_f,
                             f"joint_blocks.{i}.text_f": text_f})
+        nj = len(self.joint_blocks)
         for i, block in enumerate(self.fused_blocks):
-            latent = block(latent, extended_act, latent_rot)
+            latent = block(latent, tok_mods[nj + i], latent_rot)
             if rec is not None:
                 rec[f"fused_blocks.{i}"] = latent
-        return self.final_layer(latent, global_c)
+        return self.final_layer(latent, glob_mods[-1])
+
+    def _modulation_layers(self):
+        """(per-token adaLN linears: latent + fused blocks; global ones: clip, text blocks, final layer)."""
+        tok = [b.latent_block.adaLN_modulation[1] for b in self.joint_blocks] + \
+              [b.adaLN_modulation[1] for b in self.fused_blocks]
+        glob = [lin for b in self.joint_blocks for lin in (b.clip_block.adaLN_modulation[1],
+                                                            b.text_block.adaLN_modulation[1])]
+        return tok, glob + [self.final_layer.adaLN_modulation[1]]
+
+    def _modulations(self, global_c: torch.Tensor, extended_c: torch.Tensor):
+        """Every block's adaLN modulation in two GEMMs: the per-token ones on silu(extended_c) (B, N, D),
+        the global ones on silu(global_c) (B, 1, D). Their weights live side by side in one buffer
+        (packed once), so this is one wide GEMM each instead of one per block. Returns two lists of
+        (B, N or 1, k*D) views, in _modulation_layers order."""
+        out = []
+        for lins, c in zip(self._modulation_layers(), (extended_c, global_c)):
+            weights = [lin.weight for lin in lins]
+            ensure_packed(*weights)
+            bias = ensure_packed_bias(*[lin.bias for lin in lins])
+            Bc, Nc, D = c.shape
+            m = torch.addmm(bias, F.silu(c).reshape(Bc * Nc, D), _matrix(weights)).view(Bc, Nc, -1)
+            out.append(list(m.split([lin.weight.shape[0] for lin in lins], dim=-1)))
+        return out
 
     def forward(self, x_t, clip_f, sync_f, text_f, *rest):
         """forward(x_t, clip_f, sync_f, text_f, t) or, for MMAudioSep, (x_t, clip_f, sync_f, text_f, x_mix, t):
@@ -247,18 +278,17 @@ class MMAudioNetwork(nn.Module):
         return (x - self.latent_mean) / self.latent_std
 
     def prepare(self) -> "MMAudioNetwork":
-        """Packs the convolution weights for one-GEMM forwards (done lazily otherwise)."""
+        """Packs the weights for the GEMMs (see layers.py); forwards also do it lazily when needed."""
         with torch.no_grad():
+            for lins in self._modulation_layers():
+                ensure_packed(*[lin.weight for lin in lins])
+                ensure_packed_bias(*[lin.bias for lin in lins])
             for m in self.modules():
-                if isinstance(m, GatedFeedForward) and m.kernel_size is not None:
-                    if not _is_packed(m.w1.weight, m.w3.weight):
-                        _repack_(m.w1.weight, m.w3.weight)
-                    if not _is_packed(m.w2.weight):
-                        _repack_(m.w2.weight)
-                elif isinstance(m, GatedFeedForward):
-                    w1, w3 = m.w1.weight, m.w3.weight
-                    base = torch.cat([w1.data, w3.data], 0)
-                    w1.data, w3.data = base[:m.hidden], base[m.hidden:]
-                elif isinstance(m, ChannelLastConv1d) and not _is_packed(m.weight):
-                    _repack_(m.weight)
+                if isinstance(m, GatedFeedForward):
+                    m.pack()
+                elif isinstance(m, ChannelLastConv1d):
+                    ensure_packed(m.weight)
+                elif isinstance(m, nn.Linear) and m.weight.shape[0] * m.weight.shape[1] >= 4096 \
+                        and m.weight.stride(0) != 1:  # not already packed with its neighbours
+                    ensure_packed(m.weight)
         return self
