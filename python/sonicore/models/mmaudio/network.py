@@ -106,6 +106,7 @@ class MMAudioNetwork(nn.Module):
         self.latent_mean = nn.Parameter(torch.zeros(1, 1, cfg.latent_dim))
         self.latent_std = nn.Parameter(torch.ones(1, 1, cfg.latent_dim))
         self._rope_cache: Dict[tuple, tuple] = {}
+        self._rows_cache = None
         # When a dict, predict_flow stores its intermediate activations there (parity checks).
         self.record: Optional[Dict[str, torch.Tensor]] = None
 
@@ -120,6 +121,7 @@ class MMAudioNetwork(nn.Module):
 
     def _apply(self, fn, recurse=True):
         self._rope_cache = {}
+        self._rows_cache = None
         return super()._apply(fn, recurse)
 
     def rope_tables(self, latent_len: int, clip_len: int):
@@ -214,10 +216,9 @@ class MMAudioNetwork(nn.Module):
         t_emb = self.t_embed(t)
         g = self.global_cond_mlp(cond.clip_f_c + cond.text_f_c)
         global_c = (t_emb + g)[:, None]
-        extended_c = global_c + cond.sync_f
         if rec is not None:
             rec.update({"audio_input_proj": latent, "t_embed": t_emb, "global_cond_mlp": g})
-        tok_mods, glob_mods = self._modulations(global_c, extended_c)
+        tok_mods, glob_mods = self._modulations(global_c, cond.sync_f)
         for i, block in enumerate(self.joint_blocks):
             latent, clip_f, text_f = block(latent, clip_f, text_f, (tok_mods[i], glob_mods[2 * i], glob_mods[2 * i + 1]),
                                            latent_rot, clip_rot)
@@ -239,18 +240,51 @@ class MMAudioNetwork(nn.Module):
                                                             b.text_block.adaLN_modulation[1])]
         return tok, glob + [self.final_layer.adaLN_modulation[1]]
 
-    def _modulations(self, global_c: torch.Tensor, extended_c: torch.Tensor):
-        """Every block's adaLN modulation in two GEMMs: the per-token ones on silu(extended_c) (B, N, D),
-        the global ones on silu(global_c) (B, 1, D). Their weights live side by side in one buffer
-        (packed once), so this is one wide GEMM each instead of one per block. Returns two lists of
-        (B, N or 1, k*D) views, in _modulation_layers order."""
+    def _distinct_rows(self, sync_f: torch.Tensor):
+        """(rows, inverse) such that sync_f.view(B*N, D)[rows][inverse] == sync_f.view(B*N, D), rows taken
+        per batch entry; None when deduplication would not pay. Cached per conditions tensor."""
+        key = (sync_f.data_ptr(), tuple(sync_f.shape), sync_f._version, str(sync_f.device))
+        if self._rows_cache is not None and self._rows_cache[0] == key:
+            return self._rows_cache[1]
+        B, N, D = sync_f.shape
+        rows, inverse = [], []
+        for b in range(B):
+            _, inv = torch.unique(sync_f[b], dim=0, return_inverse=True)
+            first = torch.full((int(inv.max()) + 1,), N, dtype=torch.long, device=sync_f.device)
+            first.scatter_reduce_(0, inv, torch.arange(N, device=sync_f.device), reduce="amin")
+            inverse.append(inv + sum(len(r) for r in rows))
+            rows.append(first + b * N)
+        rows, inverse = torch.cat(rows), torch.cat(inverse)
+        result = (rows, inverse) if rows.numel() <= 0.8 * B * N else None
+        self._rows_cache = (key, result)
+        return result
+
+    def _modulations(self, global_c: torch.Tensor, sync_f: torch.Tensor):
+        """Every block's adaLN modulation in two GEMMs: the per-token ones on silu(global_c + sync_f)
+        (B, N, D), the global ones on silu(global_c) (B, 1, D). Their weights live side by side in one
+        buffer (packed once), so this is one wide GEMM each instead of one per block. The per-token GEMM
+        runs only on the distinct rows of the sync condition (nearest-exact upsampling repeats rows, and
+        the learned empty sync feature is periodic) and is gathered back: the result is exactly the same.
+        Returns two lists of (B, N or 1, k*D) views, in _modulation_layers order."""
         out = []
-        for lins, c in zip(self._modulation_layers(), (extended_c, global_c)):
+        B, N, D = sync_f.shape
+        for lins, which in zip(self._modulation_layers(), ("token", "global")):
             weights = [lin.weight for lin in lins]
             ensure_packed(*weights)
             bias = ensure_packed_bias(*[lin.bias for lin in lins])
-            Bc, Nc, D = c.shape
-            m = torch.addmm(bias, F.silu(c).reshape(Bc * Nc, D), _matrix(weights)).view(Bc, Nc, -1)
+            if which == "global":
+                c = F.silu(global_c).reshape(B, D)
+                m = torch.addmm(bias, c, _matrix(weights)).view(B, 1, -1)
+            else:
+                distinct = self._distinct_rows(sync_f)
+                if distinct is None:
+                    c = F.silu(global_c + sync_f).reshape(B * N, D)
+                    m = torch.addmm(bias, c, _matrix(weights)).view(B, N, -1)
+                else:
+                    rows, inverse = distinct
+                    flat = sync_f.reshape(B * N, D)[rows]
+                    c = F.silu(flat + global_c.reshape(B, D)[rows // N])
+                    m = torch.addmm(bias, c, _matrix(weights))[inverse].view(B, N, -1)
             out.append(list(m.split([lin.weight.shape[0] for lin in lins], dim=-1)))
         return out
 
