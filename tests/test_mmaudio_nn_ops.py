@@ -112,3 +112,44 @@ def test_bad_inputs_are_value_errors(rng):
         C.nn_swiglu(_t(rng, 1, 3, 4, dtype=torch.float64).numpy(), torch.zeros(1, 3, 2).numpy(), 1)
     with pytest.raises(ValueError, match=r"\(B, N, 2F\)"):
         C.nn_swiglu(torch.zeros(1, 3, 4).numpy(), torch.zeros(1, 3, 3).numpy(), 1)
+
+
+# ---------------------------------------------------------------- Triton (interpreter here, GPU in the proof run)
+def _triton_or_skip():
+    from sonicore._backend import triton_usable
+    ok, why = triton_usable()
+    if not ok:
+        pytest.skip(why)
+
+
+@pytest.mark.parametrize("taps", [1, 3])
+def test_triton_adaln_and_swiglu(rng, taps):
+    _triton_or_skip()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x = _t(rng, 2, 7, 48).to(dev)
+    mod = _t(rng, 2, 7, 6 * 48).to(dev)
+    shift, scale = mod.chunk(6, -1)[:2]
+    want = _taps64(F.layer_norm(x.double(), (48,), eps=1e-5) * (1 + scale.double()) + shift.double(), taps)
+    got = nnops.adaln_layernorm(x, shift, scale, taps=taps, backend="triton")
+    assert (got.double().cpu() - want.cpu()).abs().max().item() <= 1e-5
+    h = _t(rng, 2, 5, 2 * 40).to(dev)
+    a, b = h.double().chunk(2, -1)
+    want = _taps64(a * torch.sigmoid(a) * b, taps)
+    got = nnops.swiglu(h, taps=taps, backend="triton")
+    assert (got.double().cpu() - want.cpu()).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("rope", [True, False])
+def test_triton_qk_norm_rope(rng, rope):
+    _triton_or_skip()
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    B, N, H, hd = 2, 5, 2, 16
+    qkv = _t(rng, B, N, 3 * H * hd).to(dev)
+    qw, kw = (1 + 0.1 * _t(rng, hd)).to(dev), (1 + 0.1 * _t(rng, hd)).to(dev)
+    rot = rope_table(N, hd, scale=1.3).to(dev) if rope else None
+    want = nnops.qk_norm_rope(qkv.double(), H, qw.double(), kw.double(), rot, backend="torch")
+    buf = torch.zeros(3, B, H, N + 3, hd, device=dev)
+    out = tuple(buf[j, :, :, 1:1 + N] for j in range(3))
+    got = nnops.qk_norm_rope(qkv, H, qw, kw, rot, out=out, backend="triton")
+    for g, w in zip(got, want):
+        assert (g.double() - w).abs().max().item() <= 2e-5

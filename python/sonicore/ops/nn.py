@@ -7,8 +7,8 @@
   larger joint-attention buffer.
 - swiglu: silu(a) * b for h = [a | b] on the last axis.
 
-Backends: "cpu" (C++ kernel, float32), "torch" (reference, any dtype/device). GPU tensors use the
-torch path (cuBLAS/cuDNN kernels around these ops dominate there).
+Backends: "cpu" (C++ kernel, float32), "triton" (CUDA tensors, float32/16/bf16; under TRITON_INTERPRET=1
+also CPU tensors when asked for), "torch" (reference, any dtype/device).
 """
 from __future__ import annotations
 
@@ -52,11 +52,27 @@ def _cpu_reason(x: torch.Tensor, *tensors) -> Optional[str]:
     return None
 
 
-def _pick(op: str, x: torch.Tensor, backend: Optional[str], *tensors) -> str:
-    reasons = device_reasons(x.device.type, ("cpu", "torch"))
+def _triton_reason(x: torch.Tensor, *tensors) -> Optional[str]:
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        return f"the Triton kernel takes float32/16/bfloat16, got {x.dtype}"
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
+        return "the Triton kernel has no backward; call it under torch.no_grad()"
+    return None
+
+
+def _pick(op: str, x: torch.Tensor, backend: Optional[str], *tensors, triton_ok: Optional[str] = None) -> str:
+    reasons = device_reasons(x.device.type, ("cpu", "triton", "torch"))
     if reasons["cpu"] is None:
         reasons["cpu"] = _cpu_reason(x, *tensors)
-    return select_backend(op, x.device.type, backend, reasons, order=("cpu", "torch"))
+    if reasons["triton"] is None:
+        reasons["triton"] = triton_ok or _triton_reason(x, *tensors)
+    order = ("triton", "torch") if x.device.type == "cuda" else ("cpu", "torch")
+    return select_backend(op, x.device.type, backend, reasons, order=order)
+
+
+def _triton():
+    from .._backend import triton_kernels
+    return triton_kernels("nn")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,6 +97,8 @@ def adaln_layernorm(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, *
         return taps_layout(F.layer_norm(x, (D,), eps=eps) * (1 + scale) + shift, taps)
     x = x.contiguous()
     out = x.new_empty(B, N, taps * D)
+    if which == "triton":
+        return _triton().adaln_layernorm(x, shift, scale, out, eps, taps)
     C.nn_adaln_layernorm(x.numpy(), shift.numpy(), scale.numpy(), out.numpy(), float(eps), taps)
     return out
 
@@ -120,7 +138,9 @@ def qk_norm_rope(qkv: torch.Tensor, num_heads: int, q_weight: torch.Tensor, k_we
         for t in out:
             if t.shape != (B, num_heads, N, hd) or t.dtype != qkv.dtype:
                 raise ValueError(f"qk_norm_rope: out tensors must be ({B}, {num_heads}, {N}, {hd}) {qkv.dtype}, got {tuple(t.shape)} {t.dtype}")
-    which = _pick("qk_norm_rope", qkv, backend, q_weight, k_weight, rot)
+    pow2 = hd >= 2 and (hd & (hd - 1)) == 0
+    which = _pick("qk_norm_rope", qkv, backend, q_weight, k_weight, rot,
+                  triton_ok=None if pow2 else f"the Triton kernel needs a power-of-two head dim, got {hd}")
     if which == "torch":
         q, k, v = qkv.view(B, N, num_heads, hd, 3).permute(4, 0, 2, 1, 3).unbind(0)
         q = _rms_norm(q, q_weight)
@@ -139,6 +159,10 @@ def qk_norm_rope(qkv: torch.Tensor, num_heads: int, q_weight: torch.Tensor, k_we
     for t in out:
         if t.stride(-1) != 1:
             raise ValueError("qk_norm_rope: out tensors need a unit stride on the head dim")
+    if which == "triton":
+        eps = float(torch.finfo(qkv.dtype).eps)
+        return _triton().qk_norm_rope(qkv, num_heads, q_weight.contiguous(), k_weight.contiguous(),
+                                      None if rot is None else rot.float(), *out, eps)
     rot_np = None if rot is None else rot.reshape(N, hd // 2, 2, 2).contiguous().numpy()
     eps = float(torch.finfo(qkv.dtype).eps)
     C.nn_qk_norm_rope(qkv.numpy(), int(num_heads), q_weight.contiguous().numpy(),
@@ -159,6 +183,8 @@ def swiglu(h: torch.Tensor, *, taps: int = 1, backend: Optional[str] = None) -> 
         return taps_layout(F.silu(a) * b, taps)
     h = h.contiguous()
     out = h.new_empty(h.shape[0], h.shape[1], taps * (h.shape[-1] // 2))
+    if which == "triton":
+        return _triton().swiglu(h, out, taps)
     C.nn_swiglu(h.numpy(), out.numpy(), taps)
     return out
 
@@ -169,7 +195,7 @@ def merge_heads(o: torch.Tensor, *, taps: int = 1, backend: Optional[str] = None
     if o.dim() != 4:
         raise ValueError(f"merge_heads expects (B, H, N, hd), got {tuple(o.shape)}")
     B, H, N, hd = o.shape
-    which = _pick("merge_heads", o, backend)
+    which = _pick("merge_heads", o, backend, triton_ok="no Triton kernel: a strided copy, torch does it")
     if which == "torch" or o.stride(-1) != 1:
         return taps_layout(o.transpose(1, 2).reshape(B, N, H * hd), taps)
     out = o.new_empty(B, N, taps * H * hd)
