@@ -59,6 +59,30 @@ def _swiglu_kernel(h_ptr, out_ptr, N, F, TAPS: tl.constexpr, BLOCK: tl.constexpr
 
 
 @triton.jit
+def _one_of_qkv(src, j, w_ptr, rot_ptr, dst, n, eps, HD: tl.constexpr, NORM: tl.constexpr, ROPE: tl.constexpr):
+    # Channel d*3 + j of the head; even dims 2i and odd dims 2i+1 are loaded apart to form the pairs.
+    i = tl.arange(0, HD // 2)
+    x0 = tl.load(src + (2 * i) * 3 + j).to(tl.float32)
+    x1 = tl.load(src + (2 * i + 1) * 3 + j).to(tl.float32)
+    if NORM:
+        inv = 1.0 / tl.sqrt((tl.sum(x0 * x0, axis=0) + tl.sum(x1 * x1, axis=0)) / HD + eps)
+        x0 = x0 * inv * tl.load(w_ptr + 2 * i).to(tl.float32)
+        x1 = x1 * inv * tl.load(w_ptr + 2 * i + 1).to(tl.float32)
+    if ROPE:
+        rot = rot_ptr + n * HD * 2 + 4 * i
+        c00 = tl.load(rot)
+        c01 = tl.load(rot + 1)
+        c10 = tl.load(rot + 2)
+        c11 = tl.load(rot + 3)
+        y0 = c00 * x0 + c01 * x1
+        y1 = c10 * x0 + c11 * x1
+        x0 = y0
+        x1 = y1
+    tl.store(dst + 2 * i, x0.to(dst.dtype.element_ty))
+    tl.store(dst + 2 * i + 1, x1.to(dst.dtype.element_ty))
+
+
+@triton.jit
 def _qk_norm_rope_kernel(qkv_ptr, qw_ptr, kw_ptr, rot_ptr, q_ptr, k_ptr, v_ptr,
                          N, H, qs_b, qs_h, qs_n, ks_b, ks_h, ks_n, vs_b, vs_h, vs_n, eps,
                          HD: tl.constexpr, ROPE: tl.constexpr):
@@ -67,29 +91,10 @@ def _qk_norm_rope_kernel(qkv_ptr, qw_ptr, kw_ptr, rot_ptr, q_ptr, k_ptr, v_ptr,
     r = pid // H
     b = r // N
     n = r % N
-    i = tl.arange(0, HD // 2)
     src = qkv_ptr + r.to(tl.int64) * 3 * H * HD + h * 3 * HD
-    # channel d*3 + j of head h; even dims 2i and odd dims 2i+1 are loaded separately for the pairs
-    outs = (q_ptr + b * qs_b + h * qs_h + n * qs_n, k_ptr + b * ks_b + h * ks_h + n * ks_n,
-            v_ptr + b * vs_b + h * vs_h + n * vs_n)
-    for j in tl.static_range(3):
-        x0 = tl.load(src + (2 * i) * 3 + j).to(tl.float32)
-        x1 = tl.load(src + (2 * i + 1) * 3 + j).to(tl.float32)
-        if j < 2:
-            w_ptr = qw_ptr if j == 0 else kw_ptr
-            inv = 1.0 / tl.sqrt((tl.sum(x0 * x0, axis=0) + tl.sum(x1 * x1, axis=0)) / HD + eps)
-            x0 = x0 * inv * tl.load(w_ptr + 2 * i).to(tl.float32)
-            x1 = x1 * inv * tl.load(w_ptr + 2 * i + 1).to(tl.float32)
-            if ROPE:
-                rot = rot_ptr + n * HD * 2 + 4 * i
-                c00 = tl.load(rot)
-                c01 = tl.load(rot + 1)
-                c10 = tl.load(rot + 2)
-                c11 = tl.load(rot + 3)
-                x0, x1 = c00 * x0 + c01 * x1, c10 * x0 + c11 * x1
-        dst = outs[j]
-        tl.store(dst + 2 * i, x0.to(dst.dtype.element_ty))
-        tl.store(dst + 2 * i + 1, x1.to(dst.dtype.element_ty))
+    _one_of_qkv(src, 0, qw_ptr, rot_ptr, q_ptr + b * qs_b + h * qs_h + n * qs_n, n, eps, HD, True, ROPE)
+    _one_of_qkv(src, 1, kw_ptr, rot_ptr, k_ptr + b * ks_b + h * ks_h + n * ks_n, n, eps, HD, True, ROPE)
+    _one_of_qkv(src, 2, qw_ptr, rot_ptr, v_ptr + b * vs_b + h * vs_h + n * vs_n, n, eps, HD, False, False)
 
 
 def adaln_layernorm(x, shift, scale, out, eps, taps):

@@ -205,7 +205,8 @@ class MMAudioNetwork(nn.Module):
         rec = self.record
         x_t = x_t.to(dt)
         h = B // 2
-        if B % 2 == 0 and B > 0 and torch.equal(x_t[:h], x_t[h:]):
+        # CPU only: the check syncs with the host, which a CUDA graph capture cannot contain.
+        if x_t.device.type == "cpu" and B % 2 == 0 and B > 0 and torch.equal(x_t[:h], x_t[h:]):
             # Guidance batches repeat the same latent (and mixture) in both halves: project it once.
             half = self.audio_input_proj(x_t[:h])
             latent = torch.cat([half, half])
@@ -276,7 +277,9 @@ class MMAudioNetwork(nn.Module):
                 c = F.silu(global_c).reshape(B, D)
                 m = torch.addmm(bias, c, _matrix(weights)).view(B, 1, -1)
             else:
-                distinct = self._distinct_rows(sync_f)
+                # CPU only: finding the distinct rows syncs with the host (no CUDA graphs), and a graph
+                # replayed with other conditions would reuse a stale row map.
+                distinct = self._distinct_rows(sync_f) if sync_f.device.type == "cpu" else None
                 if distinct is None:
                     c = F.silu(global_c + sync_f).reshape(B * N, D)
                     m = torch.addmm(bias, c, _matrix(weights)).view(B, N, -1)
