@@ -45,8 +45,9 @@ def _call(net, inp, sep):
         return net(*args)
 
 
-@pytest.mark.parametrize("v2,sep", [(False, False), (True, False), (False, True)])
-@pytest.mark.parametrize("N,Nc,Ns", [(37, 7, 16), (1, 1, 8), (97, 13, 104)])
+@pytest.mark.parametrize("v2,sep,N,Nc,Ns", [(False, False, 37, 7, 16), (True, False, 97, 13, 104),
+                                             (False, True, 1, 1, 8), (True, False, 37, 7, 16),
+                                             (False, True, 97, 13, 104)])
 def test_network_matches_reference(rng, v2, sep, N, Nc, Ns):
     cfg = MMAudioConfig(**SMALL, v2=v2, separation=sep)
     gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
