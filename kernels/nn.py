@@ -3,7 +3,6 @@
 Every kernel computes in float32 and stores in the output's dtype. "taps" outputs are the im2col layout
 of a following kernel-k convolution: row n, tap j holds y[n + j - k//2] (zero outside the sequence).
 """
-import torch
 import triton
 import triton.language as tl
 

@@ -1,7 +1,6 @@
 """sonicore's MMAudio network against the plain-torch reference (tests/mmaudio_reference.py) at sizes
 the goldens do not cover, reduced precision, the checkpoint loader and the condition checks."""
 import dataclasses
-import os
 
 import numpy as np
 import pytest

@@ -6,14 +6,13 @@ parameter, so a checkpoint is never held twice in memory.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from typing import Dict, Mapping, Optional, Union
+from typing import Mapping, Optional, Union
 
 import torch
 
-from .config import SYNC_SEGMENT, MMAudioConfig, variant_name
+from .config import MMAudioConfig, variant_name
 from .network import MMAudioNetwork
 
 # Non-persistent buffers that some older checkpoints carry; the original drops them before loading.
