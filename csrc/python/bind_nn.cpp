@@ -1,7 +1,115 @@
+// sonicore._C.nn_*: argument checks for the fused nn kernels, GIL released around the work.
+#include <pybind11/numpy.h>
+
 #include "bindings.h"
+#include "sonicore/nn.h"
 
 namespace sonicore_py {
 
-void bind_nn(py::module_& m) {}
+namespace {
+
+py::buffer_info f32(const py::array& a, const char* name, int ndim, bool writable = false) {
+  require(py::isinstance<py::array_t<float>>(a) && a.dtype().is(py::dtype::of<float>()),
+          std::string(name) + " must be a float32 array");
+  py::buffer_info b = a.request(writable);
+  require(b.ndim == ndim, std::string(name) + " must have " + std::to_string(ndim) + " dimensions");
+  require(b.strides[ndim - 1] == static_cast<py::ssize_t>(sizeof(float)),
+          std::string(name) + " needs a unit stride on its last axis");
+  for (int i = 0; i < ndim; ++i)
+    require(b.strides[i] % static_cast<py::ssize_t>(sizeof(float)) == 0 && b.strides[i] >= 0,
+            std::string(name) + " has unsupported strides");
+  return b;
+}
+
+bool contiguous(const py::buffer_info& b) {
+  py::ssize_t s = sizeof(float);
+  for (int i = b.ndim - 1; i >= 0; --i) {
+    if (b.shape[i] != 1 && b.strides[i] != s) return false;
+    s *= b.shape[i];
+  }
+  return true;
+}
+
+int64_t el(const py::buffer_info& b, int i) { return b.shape[i] == 1 ? 0 : b.strides[i] / sizeof(float); }
+}  // namespace
+
+void bind_nn(py::module_& m) {
+  m.def("nn_adaln_layernorm", [](py::array x, py::array shift, py::array scale, py::array out, float eps,
+                                 int64_t taps) {
+    auto bx = f32(x, "x", 3), bs = f32(shift, "shift", 3), bc = f32(scale, "scale", 3), bo = f32(out, "out", 3, true);
+    require(contiguous(bx) && contiguous(bo), "x and out must be contiguous");
+    const int64_t B = bx.shape[0], N = bx.shape[1], D = bx.shape[2];
+    require(taps >= 1 && taps % 2 == 1, "taps must be a positive odd number");
+    require(bo.shape[0] == B && bo.shape[1] == N && bo.shape[2] == taps * D, "out must be (B, N, taps*D)");
+    for (auto* b : {&bs, &bc})
+      require(b->shape[0] == B && (b->shape[1] == 1 || b->shape[1] == N) && b->shape[2] == D,
+              "shift/scale must be (B, 1 or N, D)");
+    require(eps > 0, "eps must be positive");
+    sonicore::AdaLNArgs a{static_cast<const float*>(bx.ptr), static_cast<float*>(bo.ptr), B, N, D,
+                          static_cast<const float*>(bs.ptr), el(bs, 0), el(bs, 1),
+                          static_cast<const float*>(bc.ptr), el(bc, 0), el(bc, 1), eps, taps};
+    py::gil_scoped_release nogil;
+    sonicore::adaln_layernorm_f32(a);
+  }, "LayerNorm (no affine) then x*(1+scale)+shift; float32 (B, N, D).");
+
+  m.def("nn_qk_norm_rope", [](py::array qkv, int64_t H, py::array qw, py::array kw, py::object rot,
+                              py::array q, py::array k, py::array v, float eps) {
+    auto bq = f32(qkv, "qkv", 3);
+    require(contiguous(bq), "qkv must be contiguous");
+    require(H > 0 && bq.shape[2] % (3 * H) == 0, "qkv's last axis must be 3*heads*head_dim");
+    const int64_t B = bq.shape[0], N = bq.shape[1], hd = bq.shape[2] / (3 * H);
+    require(hd % 2 == 0 && hd <= 512, "head dim must be even and at most 512");
+    auto bqw = f32(qw, "q_weight", 1), bkw = f32(kw, "k_weight", 1);
+    require(bqw.shape[0] == hd && bkw.shape[0] == hd, "q/k norm weights must have head_dim entries");
+    const float* rp = nullptr;
+    if (!rot.is_none()) {
+      auto br = f32(rot.cast<py::array>(), "rot", 4);
+      require(contiguous(br) && br.shape[0] == N && br.shape[1] == hd / 2 && br.shape[2] == 2 && br.shape[3] == 2,
+              "rot must be a contiguous (N, hd/2, 2, 2) table");
+      rp = static_cast<const float*>(br.ptr);
+    }
+    sonicore::QKNormRopeArgs a{};
+    a.qkv = static_cast<const float*>(bq.ptr); a.B = B; a.N = N; a.H = H; a.hd = hd;
+    a.q_weight = static_cast<const float*>(bqw.ptr); a.k_weight = static_cast<const float*>(bkw.ptr);
+    a.rot = rp; a.eps = eps;
+    py::array outs[3] = {q, k, v};
+    for (int j = 0; j < 3; ++j) {
+      auto bo = f32(outs[j], "out", 4, true);
+      require(bo.shape[0] == B && bo.shape[1] == H && bo.shape[2] == N && bo.shape[3] == hd,
+              "outputs must be (B, H, N, hd)");
+      a.out[j] = static_cast<float*>(bo.ptr);
+      a.out_sb[j] = el(bo, 0); a.out_sh[j] = el(bo, 1); a.out_sn[j] = el(bo, 2);
+    }
+    require(eps > 0, "eps must be positive");
+    py::gil_scoped_release nogil;
+    sonicore::qk_norm_rope_f32(a);
+  }, "Split interleaved qkv, RMSNorm q/k, RoPE; float32.");
+
+  m.def("nn_swiglu", [](py::array h, py::array out, int64_t taps) {
+    auto bh = f32(h, "h", 3), bo = f32(out, "out", 3, true);
+    require(contiguous(bh) && contiguous(bo), "h and out must be contiguous");
+    require(taps >= 1 && taps % 2 == 1, "taps must be a positive odd number");
+    require(bh.shape[2] % 2 == 0 && bo.shape[0] == bh.shape[0] && bo.shape[1] == bh.shape[1] &&
+            bo.shape[2] * 2 == bh.shape[2] * taps, "h must be (B, N, 2F) and out (B, N, taps*F)");
+    const float* hp = static_cast<const float*>(bh.ptr);
+    float* op = static_cast<float*>(bo.ptr);
+    const int64_t B = bh.shape[0], N = bh.shape[1], F = bh.shape[2] / 2;
+    py::gil_scoped_release nogil;
+    sonicore::swiglu_f32(hp, op, B, N, F, taps);
+  }, "silu(a) * b for h = [a | b]; float32 (B, N, 2F) -> (B, N, taps*F).");
+
+  m.def("nn_merge_heads", [](py::array o, py::array out, int64_t taps) {
+    auto bo = f32(o, "o", 4), bt = f32(out, "out", 3, true);
+    require(contiguous(bt), "out must be contiguous");
+    require(taps >= 1 && taps % 2 == 1, "taps must be a positive odd number");
+    const int64_t B = bo.shape[0], H = bo.shape[1], N = bo.shape[2], hd = bo.shape[3];
+    require(bt.shape[0] == B && bt.shape[1] == N && bt.shape[2] == taps * H * hd, "out must be (B, N, taps*H*hd)");
+    const float* op = static_cast<const float*>(bo.ptr);
+    float* tp = static_cast<float*>(bt.ptr);
+    const int64_t sb = bo.strides[0] / 4, sh = bo.strides[1] / 4, sn = bo.strides[2] / 4;
+    py::gil_scoped_release nogil;
+    sonicore::merge_heads_f32(op, B, H, N, hd, sb, sh, sn, tp, taps);
+  }, "(B, H, N, hd) attention output -> (B, N, taps*H*hd).");
+}
 
 }  // namespace sonicore_py

@@ -16,6 +16,7 @@ _EXPORTS = {
     "attention": "attention", "attention_probs": "attention",
     "flow_step": "flow_step",
     "dtw": "align", "median_filter": "align",
+    "adaln_layernorm": "nn", "qk_norm_rope": "nn", "swiglu": "nn", "merge_heads": "nn",
 }
 
 __all__ = sorted(_EXPORTS)

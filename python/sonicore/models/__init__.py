@@ -1,0 +1,1 @@
+"""Networks built from sonicore ops (torch.nn modules): mmaudio, whisper, ..."""

@@ -1,0 +1,16 @@
+"""MMAudio / MMAudioSep flow network, its mel VAE, conditions and sampler.
+
+    from sonicore.models import mmaudio
+    net = mmaudio.load("mmaudio_small_16k.pth")            # or .safetensors, or a state dict
+    v = net(x_t, clip_f, sync_f, text_f, t)                  # (B, N, latent_dim) velocity
+    z = mmaudio.generate(net, clip_f=..., sync_f=..., text_f=..., duration=8.0)
+"""
+from .config import VARIANTS, MMAudioConfig, variant_config
+from .loader import CheckpointError, infer_config, load
+from .network import MMAudioNetwork, PreprocessedConditions
+from .conditions import check_conditions, load_features
+from .generate import generate, generate_long
+
+__all__ = ["VARIANTS", "MMAudioConfig", "variant_config", "CheckpointError", "infer_config", "load",
+           "MMAudioNetwork", "PreprocessedConditions", "check_conditions", "load_features", "generate",
+           "generate_long"]

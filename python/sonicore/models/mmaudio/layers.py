@@ -1,0 +1,160 @@
+"""Channel-last building blocks: 1-D convolutions as one GEMM, gated (SwiGLU) feed-forwards.
+
+All activations are (B, N, C). Parameters keep the original names and torch shapes ((out, in, k)
+for convolutions, (out, in) for linears) so state dicts load unchanged, but their storage is
+re-laid-out once ("packed") for the GEMMs: a convolution weight is stored as (k, in, out), so that
+the im2col activations (B*N, k*in) multiply a contiguous (k*in, out) matrix (the "NN" GEMM, measurably
+faster in MKL than multiplying by a transposed (out, k*in) weight), and the two input weights of a gated
+feed-forward share one buffer (k, in, 2*hidden), so both run as one GEMM. Linear weights are stored
+transposed for the same reason; F.linear sees a transposed view and calls the NN GEMM without a copy.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ...ops import nn as nnops
+
+
+def _repack_(*params: nn.Parameter) -> None:
+    """Stores (out, in[, k]) parameters side by side as one contiguous ([k,] in, sum(out)) buffer."""
+    nd = params[0].dim()
+    perm = (2, 1, 0) if nd == 3 else (1, 0)
+    base = torch.cat([p.data.permute(*perm) for p in params], dim=-1).contiguous()
+    start = 0
+    for p in params:
+        o = p.shape[0]
+        p.data = base[..., start:start + o].permute(*perm)
+        start += o
+
+
+def _is_packed(*params: nn.Parameter) -> bool:
+    first = params[0]
+    total = sum(p.shape[0] for p in params)
+    start = 0
+    for p in params:
+        if p.dtype != first.dtype or p.device != first.device or p.dim() != first.dim():
+            return False
+        want = (1, total, p.shape[1] * total) if p.dim() == 3 else (1, total)
+        if p.stride() != want or p.data_ptr() != first.data_ptr() + start * p.element_size():
+            return False
+        start += p.shape[0]
+    return True
+
+
+def ensure_packed(*params: nn.Parameter) -> None:
+    if not _is_packed(*params):
+        with torch.no_grad():
+            _repack_(*params)
+
+
+def ensure_packed_bias(*biases: nn.Parameter) -> torch.Tensor:
+    """Stores 1-D biases back to back in one buffer; returns the concatenated view."""
+    total = sum(b.shape[0] for b in biases)
+    first = biases[0]
+    start, ok = 0, True
+    for b in biases:
+        if b.stride() != (1,) or b.dtype != first.dtype or b.data_ptr() != first.data_ptr() + start * b.element_size():
+            ok = False
+            break
+        start += b.shape[0]
+    if not ok:
+        with torch.no_grad():
+            base = torch.cat([b.data for b in biases])
+            start = 0
+            for b in biases:
+                b.data = base[start:start + b.shape[0]]
+                start += b.shape[0]
+    return biases[0].as_strided((total,), (1,))
+
+
+def _matrix(params: Sequence[nn.Parameter]) -> torch.Tensor:
+    """The packed ([k*]in, sum(out)) GEMM matrix behind params (a view, no copy)."""
+    p = params[0]
+    total = sum(q.shape[0] for q in params)
+    rows = p.shape[1] * (p.shape[2] if p.dim() == 3 else 1)
+    return p.as_strided((rows, total), (total, 1))
+
+
+def _gemm(x: torch.Tensor, m: torch.Tensor, bias=None) -> torch.Tensor:
+    """(B, N, K) @ m (K, out) (+ bias) as ONE 2-D GEMM (a strided 3-D input would become a batched
+    GEMM that copies the weight per batch row)."""
+    B, N, K = x.shape
+    x2 = x.reshape(B * N, K)
+    y = torch.addmm(bias, x2, m) if bias is not None else torch.mm(x2, m)
+    return y.view(B, N, m.shape[1])
+
+
+def im2col(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, N, C) -> (B*N, k*C) contiguous im2col matrix of a kernel-k "same" convolution."""
+    B, N, C = x.shape
+    return nnops.taps_layout(x, k).reshape(B * N, k * C)
+
+
+class ChannelLastConv1d(nn.Module):
+    """Conv1d over time on (B, N, C) activations, zero "same" padding, as one GEMM."""
+
+    def __init__(self, in_dim: int, out_dim: int, kernel_size: int, bias: bool = True):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError("only odd kernel sizes keep the length")
+        self.kernel_size = kernel_size
+        self.weight = nn.Parameter(torch.empty(kernel_size, in_dim, out_dim).permute(2, 1, 0))
+        self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
+
+    def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
+        """x: (B, N, in) or, with tapped=True, already in the (B, N, k*in) im2col layout."""
+        ensure_packed(self.weight)
+        if not tapped:
+            x = nnops.taps_layout(x, self.kernel_size)
+        return _gemm(x, _matrix([self.weight]), self.bias)
+
+
+class _W(nn.Module):
+    """Holds one weight under the name `<parent>.<w1|w2|w3>.weight`."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(*reversed(shape)).t())
+
+
+class GatedFeedForward(nn.Module):
+    """w2(silu(w1 x) * w3 x), no biases; kernel_size None -> linear layers, else convolutions."""
+
+    def __init__(self, dim: int, hidden: int, kernel_size=None):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.hidden = hidden
+        if kernel_size is None:
+            self.w1, self.w2, self.w3 = _W((hidden, dim)), _W((dim, hidden)), _W((hidden, dim))
+        else:
+            k = kernel_size
+            self.w1 = ChannelLastConv1d(dim, hidden, k, bias=False)
+            self.w2 = ChannelLastConv1d(hidden, dim, k, bias=False)
+            self.w3 = ChannelLastConv1d(dim, hidden, k, bias=False)
+
+    def pack(self) -> None:
+        ensure_packed(self.w1.weight, self.w3.weight)
+        ensure_packed(self.w2.weight)
+
+    def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
+        """x: (B, N, dim) (or (B, dim)) or, with tapped=True, already in the (B, N, k*dim) im2col layout."""
+        self.pack()
+        w13 = _matrix([self.w1.weight, self.w3.weight])
+        w2 = _matrix([self.w2.weight])
+        if self.kernel_size is None:
+            squeeze = x.dim() == 2
+            x3 = x[None] if squeeze else x
+            y = _gemm(nnops.swiglu(_gemm(x3, w13)), w2)
+            return y[0] if squeeze else y
+        k = self.kernel_size
+        if not tapped:
+            x = nnops.taps_layout(x, k)
+        return _gemm(nnops.swiglu(_gemm(x, w13), taps=k), w2)
+
+
+def pack_linear(lin: nn.Linear) -> None:
+    """Stores a Linear weight transposed so that F.linear runs the NN GEMM (no copy)."""
+    ensure_packed(lin.weight)

@@ -1,0 +1,331 @@
+"""The MMAudio / MMAudioSep flow-prediction network (arXiv 2412.15322, 2510.09065).
+
+Independent implementation from the published description; parameter names follow the official
+state dicts so that released checkpoints load unchanged.
+
+Shapes (B batch; N latent frames; Nc clip frames; Ns sync frames, a multiple of 8; Nt text tokens):
+  x_t (B, N, latent_dim) channel-last, normalised latent space; t (B,) in [0, 1];
+  clip_f (B, Nc, clip_dim); sync_f (B, Ns, sync_dim); text_f (B, Nt, text_dim);
+  MMAudioSep: x_mix (B, N, latent_dim).
+Sequence lengths come from the inputs: any duration works, RoPE tables are rebuilt (and cached) per
+(N, Nc) pair, clip positions are scaled by N/Nc.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import FinalLayer, FusedBlock, JointBlock
+from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
+from .embeddings import TimestepEmbedder
+from .layers import ChannelLastConv1d, GatedFeedForward, _matrix, ensure_packed, ensure_packed_bias
+from .rope import rope_table
+
+
+@dataclasses.dataclass
+class PreprocessedConditions:
+    """Conditions after the input projections, reusable across sampler steps.
+
+    clip_f (B, Nc, D); sync_f (B, N, D) already resampled to the latent length; text_f (B, Nt, D);
+    clip_f_c, text_f_c (B, D) pooled global vectors.
+    """
+    clip_f: torch.Tensor
+    sync_f: torch.Tensor
+    text_f: torch.Tensor
+    clip_f_c: torch.Tensor
+    text_f_c: torch.Tensor
+
+    def expand(self, batch: int) -> "PreprocessedConditions":
+        return PreprocessedConditions(*(t.expand(batch, *t.shape[1:]) for t in dataclasses.astuple(self)))
+
+    def cat(self, other: "PreprocessedConditions") -> "PreprocessedConditions":
+        return PreprocessedConditions(*(torch.cat([a, b], 0) for a, b in
+                                        zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+
+def resample_sync(x: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, S, D) -> (B, length, D) by nearest-exact resampling along time, as the original does: source
+    index floor((i + 0.5) * S / length) computed in float32 (torch's interpolate), clamped to S-1."""
+    if x.shape[1] == length:
+        return x
+    return F.interpolate(x.transpose(1, 2), size=length, mode="nearest-exact").transpose(1, 2)
+
+
+class _Proj(nn.Sequential):
+    """nn.Sequential whose indices match the original keys (activations hold no weights)."""
+
+
+def _act(v2: bool) -> nn.Module:
+    return nn.SiLU() if v2 else nn.SELU()
+
+
+class MMAudioNetwork(nn.Module):
+    """The flow network. forward(x_t, clip_f, sync_f, text_f[, x_mix], t) -> velocity (B, N, latent_dim).
+
+    Build it with `sonicore.models.mmaudio.load(...)` (weights from a checkpoint) or from a
+    MMAudioConfig (random-initialised parameters must then be filled by load_state_dict).
+    """
+
+    def __init__(self, cfg: MMAudioConfig):
+        super().__init__()
+        self.cfg = cfg
+        D, v2 = cfg.hidden_dim, cfg.v2
+        hidden_in = ffn_width(4 * D)
+        in_ch = cfg.latent_dim * (2 if cfg.separation else 1)
+        self.audio_input_proj = _Proj(ChannelLastConv1d(in_ch, D, 7), _act(v2),
+                                      GatedFeedForward(D, hidden_in, 7))
+        if v2:
+            self.clip_input_proj = _Proj(nn.Linear(cfg.clip_dim, D), nn.SiLU(), GatedFeedForward(D, hidden_in, 3))
+            self.text_input_proj = _Proj(nn.Linear(cfg.text_dim, D), nn.SiLU(), GatedFeedForward(D, hidden_in))
+        else:
+            self.clip_input_proj = _Proj(nn.Linear(cfg.clip_dim, D), GatedFeedForward(D, hidden_in, 3))
+            self.text_input_proj = _Proj(nn.Linear(cfg.text_dim, D), GatedFeedForward(D, hidden_in))
+        self.sync_input_proj = _Proj(ChannelLastConv1d(cfg.sync_dim, D, 7), _act(v2),
+                                     GatedFeedForward(D, hidden_in, 3))
+        self.clip_cond_proj = nn.Linear(D, D)
+        self.text_cond_proj = nn.Linear(D, D)
+        self.global_cond_mlp = GatedFeedForward(D, hidden_in)
+        if v2:
+            self.t_embed = TimestepEmbedder(D, frequency_dim=D, max_period=1)
+        else:
+            self.t_embed = TimestepEmbedder(D, frequency_dim=256, max_period=10000)
+        ffn_hidden = ffn_width(int(cfg.mlp_ratio * D))
+        nj = cfg.joint_depth
+        self.joint_blocks = nn.ModuleList(
+            JointBlock(D, cfg.num_heads, ffn_hidden, pre_only=(i == nj - 1)) for i in range(nj))
+        self.fused_blocks = nn.ModuleList(FusedBlock(D, cfg.num_heads, ffn_hidden) for _ in range(cfg.fused_depth))
+        self.final_layer = FinalLayer(D, cfg.latent_dim)
+        self.sync_pos_emb = nn.Parameter(torch.zeros(1, 1, SYNC_SEGMENT, cfg.sync_dim))
+        self.empty_string_feat = nn.Parameter(torch.zeros(cfg.text_seq_len, cfg.text_dim))
+        self.empty_clip_feat = nn.Parameter(torch.zeros(1, cfg.clip_dim))
+        self.empty_sync_feat = nn.Parameter(torch.zeros(1, cfg.sync_dim))
+        self.latent_mean = nn.Parameter(torch.zeros(1, 1, cfg.latent_dim))
+        self.latent_std = nn.Parameter(torch.ones(1, 1, cfg.latent_dim))
+        self._rope_cache: Dict[tuple, tuple] = {}
+        self._rows_cache = None
+        # When a dict, predict_flow stores its intermediate activations there (parity checks).
+        self.record: Optional[Dict[str, torch.Tensor]] = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip_cond_proj.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip_cond_proj.weight.device
+
+    def _apply(self, fn, recurse=True):
+        self._rope_cache = {}
+        self._rows_cache = None
+        return super()._apply(fn, recurse)
+
+    def rope_tables(self, latent_len: int, clip_len: int):
+        """(latent_rot, clip_rot) float32 tables of shape (1, L, hd/2, 2, 2) for these lengths."""
+        key = (latent_len, clip_len, str(self.device))
+        if key not in self._rope_cache:
+            hd = self.cfg.head_dim
+            self._rope_cache[key] = (rope_table(latent_len, hd, device=self.device),
+                                     rope_table(clip_len, hd, scale=latent_len / clip_len, device=self.device))
+        return self._rope_cache[key]
+
+    def _check(self, name: str, x: torch.Tensor, dim: int, rank: int = 3):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch tensor, got {type(x).__name__}")
+        if x.dim() != rank or x.shape[-1] != dim:
+            raise ValueError(f"{name} must have shape (B, frames, {dim}), got {tuple(x.shape)}")
+
+    # ------------------------------------------------------------------ conditions
+    def preprocess_conditions(self, clip_f: torch.Tensor, sync_f: torch.Tensor, text_f: torch.Tensor,
+                              latent_len: int) -> PreprocessedConditions:
+        """Projects the conditions once per call (reused by every sampler step).
+
+        clip_f (B, Nc, clip_dim); sync_f (B, Ns, sync_dim) with Ns a multiple of 8; text_f (B, Nt, text_dim);
+        latent_len N: the sync stream is resampled (nearest-exact) to N frames.
+        """
+        cfg = self.cfg
+        self._check("clip_f", clip_f, cfg.clip_dim)
+        self._check("sync_f", sync_f, cfg.sync_dim)
+        self._check("text_f", text_f, cfg.text_dim)
+        if not (clip_f.shape[0] == sync_f.shape[0] == text_f.shape[0]):
+            raise ValueError(f"clip_f, sync_f and text_f must share the batch size, got "
+                             f"{clip_f.shape[0]}, {sync_f.shape[0]}, {text_f.shape[0]}")
+        B, Ns, _ = sync_f.shape
+        if Ns % SYNC_SEGMENT or Ns == 0:
+            raise ValueError(f"sync_f must hold a positive multiple of {SYNC_SEGMENT} frames "
+                             f"(Synchformer segments), got {Ns}")
+        if clip_f.shape[1] == 0 or text_f.shape[1] == 0:
+            raise ValueError("clip_f and text_f need at least one frame/token")
+        dt = self.dtype
+        clip_f, sync_f, text_f = clip_f.to(dt), sync_f.to(dt), text_f.to(dt)
+        sync_f = (sync_f.view(B, Ns // SYNC_SEGMENT, SYNC_SEGMENT, -1) + self.sync_pos_emb).flatten(1, 2)
+        sync_f = self.sync_input_proj(sync_f)
+        sync_f = resample_sync(sync_f, latent_len)
+        clip_f = self.clip_input_proj(clip_f)
+        text_f = self.text_input_proj(text_f)
+        return PreprocessedConditions(clip_f, sync_f, text_f, self.clip_cond_proj(clip_f.mean(1)),
+                                      self.text_cond_proj(text_f.mean(1)))
+
+    def empty_conditions(self, clip_len: int, sync_len: int, latent_len: int) -> PreprocessedConditions:
+        """Learned empty features (the unconditional branch), preprocessed at batch 1."""
+        clip = self.empty_clip_feat.expand(clip_len, -1)[None]
+        sync = self.empty_sync_feat.expand(sync_len, -1)[None]
+        text = self.empty_string_feat[None]
+        return self.preprocess_conditions(clip, sync, text, latent_len)
+
+    # ------------------------------------------------------------------ flow
+    def predict_flow(self, x_t: torch.Tensor, t: torch.Tensor, cond: PreprocessedConditions,
+                     x_mix: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Velocity for x_t (B, N, latent_dim) at times t (B,) under preprocessed conditions."""
+        cfg = self.cfg
+        self._check("x_t", x_t, cfg.latent_dim)
+        B, N, _ = x_t.shape
+        if cond.sync_f.shape[1] != N:
+            raise ValueError(f"the conditions were preprocessed for {cond.sync_f.shape[1]} latent frames, "
+                             f"x_t has {N}")
+        if cfg.separation:
+            if x_mix is None:
+                raise ValueError("MMAudioSep needs the mixture latent x_mix (B, N, latent_dim)")
+            self._check("x_mix", x_mix, cfg.latent_dim)
+            if x_mix.shape[:2] != x_t.shape[:2]:
+                raise ValueError(f"x_mix must match x_t's shape {tuple(x_t.shape)}, got {tuple(x_mix.shape)}")
+            x_t = torch.cat([x_t, x_mix.to(x_t.dtype)], dim=-1)
+        elif x_mix is not None:
+            raise ValueError("x_mix is only taken by MMAudioSep networks; this is a plain MMAudio network")
+        t = torch.as_tensor(t, device=x_t.device)
+        if t.dim() == 0:
+            t = t.expand(B)
+        if t.shape != (B,):
+            raise ValueError(f"t must be a scalar or have shape ({B},), got {tuple(t.shape)}")
+        dt = self.dtype
+        rec = self.record
+        x_t = x_t.to(dt)
+        h = B // 2
+        # CPU only: the check syncs with the host, which a CUDA graph capture cannot contain.
+        if x_t.device.type == "cpu" and B % 2 == 0 and B > 0 and torch.equal(x_t[:h], x_t[h:]):
+            # Guidance batches repeat the same latent (and mixture) in both halves: project it once.
+            half = self.audio_input_proj(x_t[:h])
+            latent = torch.cat([half, half])
+        else:
+            latent = self.audio_input_proj(x_t)
+        clip_f, text_f = cond.clip_f, cond.text_f
+        latent_rot, clip_rot = self.rope_tables(N, clip_f.shape[1])
+        t_emb = self.t_embed(t)
+        g = self.global_cond_mlp(cond.clip_f_c + cond.text_f_c)
+        global_c = (t_emb + g)[:, None]
+        if rec is not None:
+            rec.update({"audio_input_proj": latent, "t_embed": t_emb, "global_cond_mlp": g})
+        tok_mods, glob_mods = self._modulations(global_c, cond.sync_f)
+        for i, block in enumerate(self.joint_blocks):
+            latent, clip_f, text_f = block(latent, clip_f, text_f, (tok_mods[i], glob_mods[2 * i], glob_mods[2 * i + 1]),
+                                           latent_rot, clip_rot)
+            if rec is not None:
+                rec.update({f"joint_blocks.{i}.latent": latent, f"joint_blocks.{i}.clip_f": clip_f,
+                            f"joint_blocks.{i}.text_f": text_f})
+        nj = len(self.joint_blocks)
+        for i, block in enumerate(self.fused_blocks):
+            latent = block(latent, tok_mods[nj + i], latent_rot)
+            if rec is not None:
+                rec[f"fused_blocks.{i}"] = latent
+        return self.final_layer(latent, glob_mods[-1])
+
+    def _modulation_layers(self):
+        """(per-token adaLN linears: latent + fused blocks; global ones: clip, text blocks, final layer)."""
+        tok = [b.latent_block.adaLN_modulation[1] for b in self.joint_blocks] + \
+              [b.adaLN_modulation[1] for b in self.fused_blocks]
+        glob = [lin for b in self.joint_blocks for lin in (b.clip_block.adaLN_modulation[1],
+                                                            b.text_block.adaLN_modulation[1])]
+        return tok, glob + [self.final_layer.adaLN_modulation[1]]
+
+    def _distinct_rows(self, sync_f: torch.Tensor):
+        """(rows, inverse) such that sync_f.view(B*N, D)[rows][inverse] == sync_f.view(B*N, D), rows taken
+        per batch entry; None when deduplication would not pay. Cached per conditions tensor."""
+        key = (sync_f.data_ptr(), tuple(sync_f.shape), sync_f._version, str(sync_f.device))
+        if self._rows_cache is not None and self._rows_cache[0] == key:
+            return self._rows_cache[1]
+        B, N, D = sync_f.shape
+        rows, inverse = [], []
+        for b in range(B):
+            _, inv = torch.unique(sync_f[b], dim=0, return_inverse=True)
+            first = torch.full((int(inv.max()) + 1,), N, dtype=torch.long, device=sync_f.device)
+            first.scatter_reduce_(0, inv, torch.arange(N, device=sync_f.device), reduce="amin")
+            inverse.append(inv + sum(len(r) for r in rows))
+            rows.append(first + b * N)
+        rows, inverse = torch.cat(rows), torch.cat(inverse)
+        result = (rows, inverse) if rows.numel() <= 0.8 * B * N else None
+        self._rows_cache = (key, result)
+        return result
+
+    def _modulations(self, global_c: torch.Tensor, sync_f: torch.Tensor):
+        """Every block's adaLN modulation in two GEMMs: the per-token ones on silu(global_c + sync_f)
+        (B, N, D), the global ones on silu(global_c) (B, 1, D). Their weights live side by side in one
+        buffer (packed once), so this is one wide GEMM each instead of one per block. The per-token GEMM
+        runs only on the distinct rows of the sync condition (nearest-exact upsampling repeats rows, and
+        the learned empty sync feature is periodic) and is gathered back: the result is exactly the same.
+        Returns two lists of (B, N or 1, k*D) views, in _modulation_layers order."""
+        out = []
+        B, N, D = sync_f.shape
+        for lins, which in zip(self._modulation_layers(), ("token", "global")):
+            weights = [lin.weight for lin in lins]
+            ensure_packed(*weights)
+            bias = ensure_packed_bias(*[lin.bias for lin in lins])
+            if which == "global":
+                c = F.silu(global_c).reshape(B, D)
+                m = torch.addmm(bias, c, _matrix(weights)).view(B, 1, -1)
+            else:
+                # CPU only: finding the distinct rows syncs with the host (no CUDA graphs), and a graph
+                # replayed with other conditions would reuse a stale row map.
+                distinct = self._distinct_rows(sync_f) if sync_f.device.type == "cpu" else None
+                if distinct is None:
+                    c = F.silu(global_c + sync_f).reshape(B * N, D)
+                    m = torch.addmm(bias, c, _matrix(weights)).view(B, N, -1)
+                else:
+                    rows, inverse = distinct
+                    flat = sync_f.reshape(B * N, D)[rows]
+                    c = F.silu(flat + global_c.reshape(B, D)[rows // N])
+                    m = torch.addmm(bias, c, _matrix(weights))[inverse].view(B, N, -1)
+            out.append(list(m.split([lin.weight.shape[0] for lin in lins], dim=-1)))
+        return out
+
+    def forward(self, x_t, clip_f, sync_f, text_f, *rest):
+        """forward(x_t, clip_f, sync_f, text_f, t) or, for MMAudioSep, (x_t, clip_f, sync_f, text_f, x_mix, t):
+        the original's call signature. Returns the velocity (B, N, latent_dim)."""
+        if self.cfg.separation:
+            if len(rest) != 2:
+                raise TypeError("MMAudioSep forward takes (x_t, clip_f, sync_f, text_f, x_mix, t)")
+            x_mix, t = rest
+        else:
+            if len(rest) != 1:
+                raise TypeError("MMAudio forward takes (x_t, clip_f, sync_f, text_f, t)")
+            x_mix, t = None, rest[0]
+        cond = self.preprocess_conditions(clip_f, sync_f, text_f, x_t.shape[1])
+        return self.predict_flow(x_t, t, cond, x_mix)
+
+    # ------------------------------------------------------------------ latent scaling
+    def unnormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised latent (B, N, C) -> VAE latent space: x*latent_std + latent_mean."""
+        return x * self.latent_std + self.latent_mean
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """VAE latent (B, N, C) -> the network's normalised space."""
+        return (x - self.latent_mean) / self.latent_std
+
+    def prepare(self) -> "MMAudioNetwork":
+        """Packs the weights for the GEMMs (see layers.py); forwards also do it lazily when needed."""
+        with torch.no_grad():
+            for lins in self._modulation_layers():
+                ensure_packed(*[lin.weight for lin in lins])
+                ensure_packed_bias(*[lin.bias for lin in lins])
+            for m in self.modules():
+                if isinstance(m, GatedFeedForward):
+                    m.pack()
+                elif isinstance(m, ChannelLastConv1d):
+                    ensure_packed(m.weight)
+                elif isinstance(m, nn.Linear) and m.weight.shape[0] * m.weight.shape[1] >= 4096 \
+                        and m.weight.stride(0) != 1:  # not already packed with its neighbours
+                    ensure_packed(m.weight)
+        return self
