@@ -12,10 +12,9 @@ from sonicore.models.mmaudio.rope import rope_table
 from sonicore.models.mmaudio.sampler import sample_latent
 from sonicore.ops.nn import rope_apply
 
-GOLDENS = os.environ.get("SONICORE_GOLDENS", os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "goldens"))
-if not os.path.isdir(GOLDENS):
-    GOLDENS = "/work/shared/goldens"
-pytestmark = pytest.mark.skipif(not os.path.isdir(GOLDENS), reason="goldens directory not found (set SONICORE_GOLDENS)")
+from _goldens import GOLDENS, require_goldens
+
+pytestmark = require_goldens()
 
 NETS = ["mmaudio_tiny_v1", "mmaudio_tiny_v2", "mmaudiosep_tiny"]
 # README tolerances: v1/Sep flow 1e-4, samples 2e-4; v2 1e-3 (float32 sinusoid reaches t*1e4 rad).

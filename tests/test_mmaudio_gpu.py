@@ -9,9 +9,9 @@ import torch
 from sonicore.models import mmaudio
 from sonicore.models.mmaudio.sampler import sample_latent
 
-GOLDENS = os.environ.get("SONICORE_GOLDENS", "/work/shared/goldens")
-pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-              pytest.mark.skipif(not os.path.isdir(GOLDENS), reason="goldens directory not found")]
+from _goldens import GOLDENS, require_goldens
+
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"), require_goldens()]
 
 
 def _g(name):

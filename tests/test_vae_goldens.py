@@ -6,8 +6,9 @@ import torch
 
 from sonicore.models.mmaudio.vae import check_compatible, load_vae, normalized_weight
 
-GOLDENS = os.environ.get("SONICORE_GOLDENS", "/work/shared/goldens")
-pytestmark = pytest.mark.skipif(not os.path.isdir(GOLDENS), reason="goldens directory not found (set SONICORE_GOLDENS)")
+from _goldens import GOLDENS, require_goldens
+
+pytestmark = require_goldens()
 TOL = 5e-5  # README: VAE atol 5e-5
 
 

@@ -27,8 +27,9 @@ t0=$(date +%s)
 cat "$OUT/machine.txt" | head -20
 
 # 0. Packages the tests import that the image lacks, carried as wheels (bench/gpu/prepare.sh).
-if [ -d .gpu-wheels ]; then
-  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation .gpu-wheels/* > "$OUT/wheels.log" 2>&1 \
+export SONICORE_GOLDENS="$ROOT/.gpu-carry/goldens"
+if [ -d .gpu-carry/wheels ]; then
+  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation .gpu-carry/wheels/* > "$OUT/wheels.log" 2>&1 \
     || { echo "warning: some carried wheels did not install"; tail -5 "$OUT/wheels.log"; }
 fi
 
