@@ -1,0 +1,2 @@
+"""Readers and writers: audio files, checkpoints (CTranslate2 model.bin, openai-whisper .pt,
+Hugging Face safetensors directories). Submodules are imported on use."""
