@@ -101,12 +101,17 @@ class _CrossAttention(nn.Module):
         k, v = self.kv(xa).view(b, m, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
         return k, v
 
-    def forward(self, x, kv, heads: Optional[Sequence[int]]):
+    def forward(self, x, kv, heads: Optional[Sequence[int]], audio_len: Optional[int] = None):
         b, n, d = x.shape
         q = self.q(x).view(b, n, self.h, d // self.h).transpose(1, 2)
         k, v = kv
         out = self.out(attention(q, k, v).transpose(1, 2).reshape(b, n, d))
-        probs = attention_probs(q, k, heads) if heads else None
+        probs = None
+        if heads:
+            # The weights are read over the real audio positions only (softmax over them), as
+            # openai-whisper's timing code does for a window that is shorter than 30 s.
+            kk = k if audio_len is None else k[:, :, :audio_len].contiguous()
+            probs = attention_probs(q.contiguous(), kk, heads)
         return out, probs
 
 
@@ -143,9 +148,9 @@ class _DecoderLayer(nn.Module):
         self.mlp_norm = nn.LayerNorm(d)
         self.mlp = _Mlp(d)
 
-    def forward(self, x, kv, heads):
+    def forward(self, x, kv, heads, audio_len=None):
         x = x + self.attn(self.attn_norm(x), causal=True)
-        y, probs = self.cross(self.cross_norm(x), kv, heads)
+        y, probs = self.cross(self.cross_norm(x), kv, heads, audio_len)
         x = x + y
         return x + self.mlp(self.mlp_norm(x)), probs
 
@@ -212,12 +217,14 @@ class Whisper(nn.Module):
         return e.norm(x)
 
     def decode(self, tokens: torch.Tensor, audio: torch.Tensor,
-               alignment_heads: Sequence[Tuple[int, int]] = (), need_logits: bool = True):
+               alignment_heads: Sequence[Tuple[int, int]] = (), need_logits: bool = True,
+               audio_len: Optional[int] = None):
         """Teacher-forced decoder pass.
 
         tokens (B, T) int64, audio (B, n_audio_ctx, D) from :meth:`encode`.
-        Returns (logits (B, T, n_vocab) float32 or None, weights (B, len(heads), T, n_audio_ctx)
+        Returns (logits (B, T, n_vocab) float32 or None, weights (B, len(heads), T, audio_len)
         cross-attention softmax of the alignment heads, in the order given, or None).
+        audio_len: the weights are a softmax over the first audio_len positions only (default all).
         With need_logits=False the layers above the last alignment head are skipped.
         """
         c = self.config
@@ -226,6 +233,8 @@ class Whisper(nn.Module):
         if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.n_vocab):
             raise ValueError(f"token ids must lie in [0, {c.n_vocab}); got [{int(tokens.min())}, {int(tokens.max())}]")
         d = self.decoder
+        if audio_len is not None and not 1 <= audio_len <= audio.shape[1]:
+            raise ValueError(f"audio_len must lie in [1, {audio.shape[1]}], got {audio_len}")
         per_layer = {}
         for l, h in alignment_heads:
             if not (0 <= l < c.n_text_layer and 0 <= h < c.n_text_head):
@@ -236,7 +245,7 @@ class Whisper(nn.Module):
         x = d.embed(tokens) + d.pos[: tokens.shape[1]]
         collected = {}
         for i, layer in enumerate(d.layers[:last]):
-            x, probs = layer(x, layer.cross.project_kv(audio), per_layer.get(i))
+            x, probs = layer(x, layer.cross.project_kv(audio), per_layer.get(i), audio_len)
             if probs is not None:
                 for j, h in enumerate(per_layer[i]):
                     collected[(i, h)] = probs[:, j]
