@@ -202,6 +202,33 @@ def make_clip(rng: np.random.Generator, n_lines: int = 3, sung: bool = False, ac
     return Clip(voice, sr, words, "\n".join(lines))
 
 
+def make_long_clip(rng: np.random.Generator, seconds: float, sung: bool = False, accompaniment: bool = False,
+                   break_at: Optional[float] = None, break_seconds: float = 0.0) -> Clip:
+    """A long clip (about `seconds` of lyrics) of lines with short gaps; with break_at, a
+    stretch of break_seconds without words (music-only when accompaniment, else silence)
+    is inserted at the first line boundary after break_at seconds."""
+    lines, words, pieces, pos = [], [], [], 0
+    sr = _lib()[1]
+    broke = break_at is None
+    while pos < seconds * sr:
+        c = make_clip(rng, n_lines=1, sung=sung, accompaniment=False, lead_in=0.0, gap=float(rng.uniform(0.2, 0.8)))
+        words += [(w, None if s is None else s + pos / sr) for w, s in c.words]
+        lines.append(c.lyrics)
+        pieces.append(c.audio)
+        pos += len(c.audio)
+        if not broke and pos >= break_at * sr:
+            pieces.append(np.zeros(int(break_seconds * sr), np.float32))
+            pos += int(break_seconds * sr)
+            broke = True
+    voice = np.concatenate(pieces)
+    if accompaniment:
+        music = _accompaniment(len(voice), sr, rng)
+        v_rms = np.sqrt(np.mean(voice[voice != 0] ** 2))
+        voice = voice + music * (v_rms / (np.sqrt(np.mean(music ** 2)) + 1e-12)) * 10 ** (-6 / 20)
+        voice = (voice / max(1.0, float(np.abs(voice).max()) / 0.95)).astype(np.float32)
+    return Clip(voice.astype(np.float32), sr, words, "\n".join(lines))
+
+
 def metrics(predicted_starts: Sequence[float], true_starts: Sequence[float]) -> dict:
     """AAE (s), median absolute error (s), PCO@0.3 and PCO@0.1 (share of starts within)."""
     if len(predicted_starts) != len(true_starts):

@@ -18,7 +18,8 @@ namespace {
 
 __global__ void dtw_kernel(const float* __restrict__ x, int64_t n, int64_t m, float* __restrict__ cost_all,
                            uint8_t* __restrict__ trace_all, int32_t* __restrict__ text_all,
-                           int32_t* __restrict__ time_all, int64_t* __restrict__ lengths) {
+                           int32_t* __restrict__ time_all, int64_t* __restrict__ lengths, bool open_end,
+                           bool open_begin) {
   const int64_t item = blockIdx.x;
   const int64_t w = m + 1;
   const int64_t cells = (n + 1) * (m + 1);
@@ -30,7 +31,8 @@ __global__ void dtw_kernel(const float* __restrict__ x, int64_t n, int64_t m, fl
   int32_t* time_idx = time_all + item * cap;
   const float inf = __int_as_float(0x7f800000);
 
-  for (int64_t k = threadIdx.x; k < cells; k += blockDim.x) cost[k] = inf;
+  // Row 0 is 0 everywhere with open_begin (free leading frames), else only at (0, 0).
+  for (int64_t k = threadIdx.x; k < cells; k += blockDim.x) cost[k] = (open_begin && k < w) ? 0.f : inf;
   __syncthreads();
   if (threadIdx.x == 0) cost[0] = 0.f;
   __syncthreads();
@@ -49,8 +51,10 @@ __global__ void dtw_kernel(const float* __restrict__ x, int64_t n, int64_t m, fl
         c = c0; t = 0;
       } else if (c1 < c0 && c1 < c2) {
         c = c1; t = 1;
-      } else {
+      } else if (c2 <= c0 || c2 <= c1) {
         c = c2; t = 2;
+      } else {  // c0 == c1 < c2
+        c = c0; t = 0;
       }
       cost[i * w + j] = xb[(i - 1) * m + (j - 1)] + c;
       trace[i * w + j] = t;
@@ -59,13 +63,19 @@ __global__ void dtw_kernel(const float* __restrict__ x, int64_t n, int64_t m, fl
   }
 
   if (threadIdx.x == 0) {
+    int64_t end_row = n;
+    if (open_end) {
+      for (int64_t r = 1; r <= n; ++r)
+        if (cost[r * w + m] < cost[end_row * w + m] || (cost[r * w + m] == cost[end_row * w + m] && r < end_row))
+          end_row = r;
+    }
     int64_t len = 0;
-    for (int64_t i = n, j = m; i > 0 && j > 0 && len < cap; ++len) {
+    for (int64_t i = end_row, j = m; i > 0 && j > 0 && len < cap; ++len) {
       const uint8_t t = trace[i * w + j];
       if (t == 0) { --i; --j; } else if (t == 1) { --i; } else { --j; }
     }
     int64_t k = len - 1;
-    for (int64_t i = n, j = m; i > 0 && j > 0 && k >= 0; --k) {
+    for (int64_t i = end_row, j = m; i > 0 && j > 0 && k >= 0; --k) {
       text_idx[k] = static_cast<int32_t>(i - 1);
       time_idx[k] = static_cast<int32_t>(j - 1);
       const uint8_t t = trace[i * w + j];
@@ -99,11 +109,13 @@ __global__ void median_kernel(const float* __restrict__ x, float* __restrict__ y
 }  // namespace
 
 void dtw_path_cuda(const float* x, int64_t b, int64_t n, int64_t m, float* cost_ws, uint8_t* trace_ws,
-                   int32_t* text_idx, int32_t* time_idx, int64_t* lengths, void* stream) {
+                   int32_t* text_idx, int32_t* time_idx, int64_t* lengths, bool open_end, bool open_begin,
+                   void* stream) {
   SONICORE_CHECK(n >= 1 && m >= 1, "dtw: the cost matrix must have at least one row and one column");
   SONICORE_CHECK(b >= 1 && b < (int64_t(1) << 31), "dtw: batch size out of range");
   auto s = static_cast<cudaStream_t>(stream);
-  dtw_kernel<<<static_cast<unsigned>(b), 256, 0, s>>>(x, n, m, cost_ws, trace_ws, text_idx, time_idx, lengths);
+  dtw_kernel<<<static_cast<unsigned>(b), 256, 0, s>>>(x, n, m, cost_ws, trace_ws, text_idx, time_idx, lengths, open_end,
+                                                       open_begin);
   const cudaError_t e = cudaGetLastError();
   SONICORE_CHECK(e == cudaSuccess, std::string("dtw: CUDA launch failed: ") + cudaGetErrorString(e));
 }

@@ -20,12 +20,14 @@ _CUDA_MAX_MEDIAN_WIDTH = 31
 
 
 # ----------------------------------------------------------------------------- references
-def dtw_reference(cost: np.ndarray) -> np.ndarray:
+def dtw_reference(cost: np.ndarray, open_end: bool = False, open_begin: bool = False) -> np.ndarray:
     """Plain numpy DTW (float64), same recurrence and tie rules as :func:`dtw`; (2, L) int64."""
     x = np.asarray(cost, dtype=np.float64)
     n, m = x.shape
     acc = np.full((n + 1, m + 1), np.inf)
     acc[0, 0] = 0.0
+    if open_begin:
+        acc[0, :] = 0.0
     trace = np.zeros((n + 1, m + 1), np.int8)
     for j in range(1, m + 1):
         for i in range(1, n + 1):
@@ -34,11 +36,15 @@ def dtw_reference(cost: np.ndarray) -> np.ndarray:
                 c, t = c0, 0
             elif c1 < c0 and c1 < c2:
                 c, t = c1, 1
-            else:
+            elif c2 <= c0 or c2 <= c1:
                 c, t = c2, 2
+            else:  # c0 == c1 < c2
+                c, t = c0, 0
             acc[i, j] = x[i - 1, j - 1] + c
             trace[i, j] = t
     i, j, path = n, m, []
+    if open_end:
+        i = 1 + int(np.argmin(acc[1:, m]))
     while i > 0 and j > 0:
         path.append((i - 1, j - 1))
         t = trace[i, j]
@@ -57,12 +63,15 @@ def median_filter_reference(x: torch.Tensor, width: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- dtw
-def dtw(cost, backend: Optional[str] = None) -> Union[np.ndarray, torch.Tensor, List]:
+def dtw(cost, open_end: bool = False, open_begin: bool = False, backend: Optional[str] = None) -> Union[np.ndarray, torch.Tensor, List]:
     """Minimum-cost monotone path through a cost matrix, with backtrace.
 
     cost: (N, M) tokens x frames (float32/float64; numpy or torch), or (B, N, M) for a batch.
     Returns the path as a (2, L) int64 array [token indices; frame indices] from (0, 0) to
     (N-1, M-1), each step moving one token, one frame or both; a list of those for a batch.
+    open_end: the path may end at any token of the last frame (the one with the smallest
+    accumulated cost), for a window that may hold only the first part of the text.
+    open_begin: the path may start at any frame of the first token (leading frames are free).
     Recurrence and tie rules: see csrc/include/sonicore/dtw.h (those of openai-whisper).
     """
     t, as_np = to_torch(cost, "cost")
@@ -83,19 +92,19 @@ def dtw(cost, backend: Optional[str] = None) -> Union[np.ndarray, torch.Tensor, 
     if name == "cpu":
         arr = cpu_view(tb.contiguous())
         fn = C.dtw_f32 if arr.dtype == np.float32 else C.dtw_f64
-        text, time, lengths = fn(arr)
+        text, time, lengths = fn(arr, bool(open_end), bool(open_begin))
         paths = [np.stack([text[k, :lengths[k]], time[k, :lengths[k]]]).astype(np.int64) for k in range(len(lengths))]
         paths = [torch.from_numpy(p) for p in paths] if not as_np else paths
     elif name == "cuda":
-        paths = _dtw_cuda(tb.contiguous())
+        paths = _dtw_cuda(tb.contiguous(), bool(open_end), bool(open_begin))
     else:
         arr = tb.detach().cpu().double().numpy()
-        paths = [dtw_reference(a) for a in arr]
+        paths = [dtw_reference(a, open_end, open_begin) for a in arr]
         paths = [torch.from_numpy(p).to(t.device) for p in paths] if not as_np else paths
     return paths if batched else paths[0]
 
 
-def _dtw_cuda(t: torch.Tensor) -> List[torch.Tensor]:
+def _dtw_cuda(t: torch.Tensor, open_end: bool, open_begin: bool) -> List[torch.Tensor]:
     b, n, m = t.shape
     dev = t.device
     cost_ws = torch.empty(b * (n + 1) * (m + 1), dtype=torch.float32, device=dev)
@@ -107,7 +116,7 @@ def _dtw_cuda(t: torch.Tensor) -> List[torch.Tensor]:
     with torch.cuda.device(dev):
         stream = torch.cuda.current_stream(dev).cuda_stream
         C.dtw_cuda(t.data_ptr(), b, n, m, cost_ws.data_ptr(), trace_ws.data_ptr(), text.data_ptr(),
-                   time.data_ptr(), lengths.data_ptr(), stream)
+                   time.data_ptr(), lengths.data_ptr(), open_end, open_begin, stream)
     lens = lengths.tolist()
     return [torch.stack([text[k, :lens[k]], time[k, :lens[k]]]).long() for k in range(b)]
 

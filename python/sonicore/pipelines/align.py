@@ -35,6 +35,8 @@ SECONDS_PER_POSITION = 0.02     # encoder positions: 50 per second
 MEDIAN_WIDTH = 7
 _KEEP_MARGIN_S = 6.0            # words ending in a window's last seconds wait for the next window
 _MIN_WINDOW_ADVANCE_S = 4.0
+_LONG_PAUSE_S = 2.0             # a silence this long ends a window: no word is placed across it
+_PAUSE_KEEP_S = 0.3             # audio kept on each side of such a pause
 _MAX_WORDS_PER_SECOND = 8.0     # beyond this the text cannot belong to the audio
 # DTW boundaries on cross-attention lag the acoustic word onset: on the generated clips of
 # tests/alignment_data.py the mean signed error of raw boundaries is +0.06 s with
@@ -398,9 +400,11 @@ class Aligner:
 
     # ---------------------------------------------------------------- one window
     @torch.inference_mode()
-    def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec]):
+    def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec], open_end: bool = False):
         """mel (n_mels, 3000) of one window with n_frames real frames; returns per word
-        (start_s, end_s, probability) relative to the window start."""
+        (start_s, end_s, probability, complete) relative to the window start. open_end lets
+        the DTW path stop before the last word (the window may hold only the first words);
+        complete is False for words the path did not finish."""
         tok = self.tokenizer
         text_tokens = [t for w in words for t in w.tokens]
         seq = self.sot_sequence + [tok.no_timestamps] + text_tokens + [tok.eot]
@@ -417,21 +421,23 @@ class Aligner:
         from ..ops.align import dtw, median_filter
         w = median_filter(w.float().contiguous(), MEDIAN_WIDTH)
         matrix = w.mean(0)[ns:-1]  # rows: no-timestamps (emits text token 0) ... last text token (emits eot)
-        path = dtw((-matrix).double().cpu().numpy() if self.device.type == "cpu" else -matrix)
+        path = dtw((-matrix).double().cpu().numpy() if self.device.type == "cpu" else -matrix, open_end=open_end)
         path = path.cpu().numpy() if isinstance(path, torch.Tensor) else path
         text_idx, time_idx = path
         jumps = np.concatenate([[True], np.diff(text_idx) > 0])
         jump_times = time_idx[jumps] * SECONDS_PER_POSITION  # start of each row (len(text_tokens) + 1 rows)
         bounds = np.concatenate([[0], np.cumsum([len(x.tokens) for x in words])])
-        row_start = time_idx[jumps]  # first position of each row on the path
-        spans = [(int(row_start[bounds[k]]),
-                  int(row_start[bounds[k + 1]]) if bounds[k + 1] < len(row_start) else n_pos)
+        row_start = list(time_idx[jumps])  # first position of each row the path reached
+        reached = len(row_start)
+        row_start.append(n_pos)            # rows past the end of the path start at the window end
+        spans = [(int(row_start[min(bounds[k], reached)]), int(row_start[min(bounds[k + 1], reached)]))
                  for k in range(len(words))]
         spans = _trim_long_spans(spans, matrix.float().cpu().numpy(), bounds)
         out = []
         for k, spec in enumerate(words):
             p = float(token_p[bounds[k]:bounds[k + 1]].mean())
-            out.append((spans[k][0] * SECONDS_PER_POSITION, spans[k][1] * SECONDS_PER_POSITION, p))
+            out.append((spans[k][0] * SECONDS_PER_POSITION, spans[k][1] * SECONDS_PER_POSITION, p,
+                        bool(bounds[k + 1] < reached)))
         return out
 
     # ---------------------------------------------------------------- the whole clip
@@ -466,15 +472,29 @@ class Aligner:
             bar = tqdm(total=round(duration, 1), unit="s", desc="aligning", leave=False)
 
         results: List[Optional[Tuple[float, float, float]]] = [None] * len(specs)
+        pauses = [(a, b) for a, b in _silent_runs(samples) if b - a >= _LONG_PAUSE_S]
+        keep_pause = int(_PAUSE_KEEP_S * 100)
         w0, f0 = 0, 0                                   # next word, window start (mel frame)
         rate = None                                     # tokens per second seen so far
         try:
             while w0 < len(specs):
-                n_frames = min(win, total - f0)
-                last = total - f0 <= win
+                for a, b in pauses:                     # never start a window deep inside a pause
+                    if int(a * 100) <= f0 < int(b * 100) - keep_pause:
+                        f0 = int(b * 100) - keep_pause
+                if f0 >= total:
+                    raise ValueError(f"the text is longer than the audio can hold: {len(specs) - w0} words are "
+                                     "left after the end of the audio")
+                end, cut = min(f0 + win, total), False
+                for a, b in pauses:                     # a long pause inside the window ends the window
+                    stop = int(a * 100) + keep_pause
+                    if f0 + 100 < stop < end:
+                        end, cut = stop, True
+                        break
+                n_frames = end - f0
+                last = not cut and end == total
                 budget = max_tokens
                 if not last and rate is not None:
-                    budget = min(max_tokens, int(rate * win / 100 * 1.5) + 24)
+                    budget = min(max_tokens, int(rate * n_frames / 100 * 1.5) + 24)
                 cand, used = [], 0
                 for spec in specs[w0:]:
                     if cand and used + len(spec.tokens) > budget:
@@ -484,32 +504,35 @@ class Aligner:
                 if last and w0 + len(cand) < len(specs):
                     raise ValueError(f"the last {(total - f0) / 100:.1f} s of audio would have to hold "
                                      f"{len(specs) - w0} more words; the text is far longer than the audio")
-                times = self._align_window(mel[:, f0:f0 + win], n_frames, cand)
+                times = self._align_window(mel[:, f0:f0 + win], n_frames, cand, open_end=not last)
                 t0 = f0 / 100.0
                 if last:
                     keep = len(cand)
                 else:
-                    limit = n_frames / 100.0 - _KEEP_MARGIN_S
+                    limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
+                    # Before a pause, words the path squeezed into the pause itself belong after it.
+                    start_limit = (n_frames - keep_pause) / 100.0 - 0.05 if cut else limit
                     keep = 0
-                    while keep < len(cand) and times[keep][1] <= limit:
+                    while (keep < len(cand) and times[keep][3] and times[keep][1] <= limit
+                           and times[keep][0] - self.onset_shift < start_limit):
                         keep += 1
                 for k in range(keep):
-                    s, e, p = times[k]
+                    s, e, p, _ = times[k]
                     results[w0 + k] = (max(0.0, t0 + s - self.onset_shift), max(0.0, t0 + e - self.onset_shift), p)
                 if keep:
                     ntok = sum(len(x.tokens) for x in cand[:keep])
-                    span = max(times[keep - 1][1], 1.0)
+                    span = max(times[keep - 1][1] - times[0][0], 1.0)
                     rate = ntok / span if rate is None else 0.5 * rate + 0.5 * ntok / span
-                    new_f0 = f0 + int(times[keep - 1][1] * 100)
+                if cut:
+                    new_f0 = end
+                elif keep:
+                    new_f0 = max(f0 + int(times[keep - 1][1] * 100), f0 + 1)
                 else:
-                    new_f0 = f0 + int((n_frames / 100.0 - _KEEP_MARGIN_S) * 100)
-                new_f0 = max(new_f0, f0 + int(_MIN_WINDOW_ADVANCE_S * 100)) if not keep else max(new_f0, f0 + 1)
+                    new_f0 = f0 + max(int((n_frames / 100.0 - _KEEP_MARGIN_S) * 100), int(_MIN_WINDOW_ADVANCE_S * 100))
                 if bar is not None:
                     bar.update(round(min(new_f0, total) / 100.0 - f0 / 100.0, 1))
                 w0 += keep
                 f0 = new_f0
-                if w0 < len(specs) and f0 >= total:
-                    raise ValueError("the text is longer than the audio can hold: words are left after the end")
         finally:
             if bar is not None:
                 bar.close()
