@@ -35,6 +35,10 @@ SECONDS_PER_POSITION = 0.02     # encoder positions: 50 per second
 MEDIAN_WIDTH = 7
 _KEEP_MARGIN_S = 6.0            # words ending in a window's last seconds wait for the next window
 _MIN_WINDOW_ADVANCE_S = 4.0
+_ABSENT_P = 0.25               # mean probability of eight words below which they are not in the window
+_ABSENT_RUN = 8
+_ABSENT_STEP_S = 5.0            # how far a window moves on when its first words are absent
+_ANCHOR_SLACK_S = 2.0          # a word whose attention peaks this far after its span is misplaced
 _LONG_PAUSE_S = 2.0             # a silence this long ends a window: no word is placed across it
 _PAUSE_KEEP_S = 0.3             # audio kept on each side of such a pause
 _MAX_WORDS_PER_SECOND = 8.0     # beyond this the text cannot belong to the audio
@@ -317,6 +321,34 @@ def _trim_long_spans(spans, matrix: np.ndarray, bounds: np.ndarray):
     return out
 
 
+# ============================================================================ anchors
+def _anchor_peaks(matrix: np.ndarray, bounds: np.ndarray) -> List[int]:
+    """Per word, the audio position where the row emitting its first token peaks.
+
+    Row 0 (the no-timestamps query) attends broadly, so the first word is anchored by its
+    second token, or by the second word when it has only one.
+    """
+    n_words = len(bounds) - 1
+    out = []
+    for k in range(n_words):
+        r = int(bounds[k])
+        if r == 0:
+            r = 1 if (bounds[1] > 1 or n_words > 1) and matrix.shape[0] > 1 else 0
+        out.append(int(np.argmax(matrix[r])))
+    return out
+
+
+def _misplaced(times, k: int) -> bool:
+    """Word k (and k+1) sit well before where their attention peaks: the DTW path, which must
+    start at the window's first position, dragged them into a stretch without words."""
+    def far(j):
+        s, e, _, _, peak = times[j]
+        return peak > e + _ANCHOR_SLACK_S
+    # The first word is anchored by the second word's row already; later words need two in a
+    # row, since a common word ("the") attends everywhere.
+    return far(k) and (k == 0 or k + 1 >= len(times) or far(k + 1))
+
+
 # ============================================================================ aligner
 @dataclass
 class _WordSpec:
@@ -402,7 +434,8 @@ class Aligner:
     @torch.inference_mode()
     def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec], open_end: bool = False):
         """mel (n_mels, 3000) of one window with n_frames real frames; returns per word
-        (start_s, end_s, probability, complete) relative to the window start. open_end lets
+        (start_s, end_s, probability, complete, anchor_s) relative to the window start; anchor_s
+        is where the word's attention peaks (see _anchor_peaks). open_end lets
         the DTW path stop before the last word (the window may hold only the first words);
         complete is False for words the path did not finish."""
         tok = self.tokenizer
@@ -432,12 +465,14 @@ class Aligner:
         row_start.append(n_pos)            # rows past the end of the path start at the window end
         spans = [(int(row_start[min(bounds[k], reached)]), int(row_start[min(bounds[k + 1], reached)]))
                  for k in range(len(words))]
-        spans = _trim_long_spans(spans, matrix.float().cpu().numpy(), bounds)
+        mat = matrix.float().cpu().numpy()
+        spans = _trim_long_spans(spans, mat, bounds)
+        peaks = _anchor_peaks(mat, bounds)
         out = []
         for k, spec in enumerate(words):
             p = float(token_p[bounds[k]:bounds[k + 1]].mean())
             out.append((spans[k][0] * SECONDS_PER_POSITION, spans[k][1] * SECONDS_PER_POSITION, p,
-                        bool(bounds[k + 1] < reached)))
+                        bool(bounds[k + 1] < reached), peaks[k] * SECONDS_PER_POSITION))
         return out
 
     # ---------------------------------------------------------------- the whole clip
@@ -506,18 +541,29 @@ class Aligner:
                                      f"{len(specs) - w0} more words; the text is far longer than the audio")
                 times = self._align_window(mel[:, f0:f0 + win], n_frames, cand, open_end=not last)
                 t0 = f0 / 100.0
+                absent = misplaced = None
                 if last:
                     keep = len(cand)
                 else:
                     limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
                     # Before a pause, words the path squeezed into the pause itself belong after it.
-                    start_limit = (n_frames - keep_pause) / 100.0 - 0.05 if cut else limit
+                    start_limit = (n_frames - keep_pause) / 100.0 + 0.1 if cut else limit
                     keep = 0
                     while (keep < len(cand) and times[keep][3] and times[keep][1] <= limit
                            and times[keep][0] - self.onset_shift < start_limit):
                         keep += 1
+                    # Words the audio does not support get a near-zero teacher-forced probability
+                    # (an instrumental stretch, or text that comes later): the window keeps only
+                    # the words before the first such run of eight.
+                    absent = next((k for k in range(keep)
+                                   if np.mean([t[2] for t in times[k:k + _ABSENT_RUN]]) < _ABSENT_P), None)
+                    if absent is not None:
+                        keep = absent
+                    misplaced = next((k for k in range(keep) if _misplaced(times, k)), None)
+                    if misplaced is not None:
+                        keep = misplaced
                 for k in range(keep):
-                    s, e, p, _ = times[k]
+                    s, e, p = times[k][:3]
                     results[w0 + k] = (max(0.0, t0 + s - self.onset_shift), max(0.0, t0 + e - self.onset_shift), p)
                 if keep:
                     ntok = sum(len(x.tokens) for x in cand[:keep])
@@ -527,6 +573,11 @@ class Aligner:
                     new_f0 = end
                 elif keep:
                     new_f0 = max(f0 + int(times[keep - 1][1] * 100), f0 + 1)
+                elif misplaced == 0:  # the first words lie further on: start near their attention peak
+                    anchor = times[0][4] if times[0][4] > times[0][1] else times[1][4] if len(times) > 1 else 0.0
+                    new_f0 = f0 + max(100, int((anchor - 1.0) * 100))
+                elif absent == 0:  # no words here yet: step on
+                    new_f0 = f0 + int(_ABSENT_STEP_S * 100)
                 else:
                     new_f0 = f0 + max(int((n_frames / 100.0 - _KEEP_MARGIN_S) * 100), int(_MIN_WINDOW_ADVANCE_S * 100))
                 if bar is not None:
