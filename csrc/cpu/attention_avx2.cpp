@@ -9,8 +9,9 @@ namespace {
 
 struct Avx2 {
   static constexpr int W = 8;
-  static constexpr int MR_QK = 3;  // 3 rows x 32 keys = 12 ymm accumulators (16 registers in all)
-  static constexpr int MR_PV = 3;  // 3 rows x 32 channels = 12 ymm accumulators
+  static constexpr int MR_QK = 3;  // 3 keys x 32 queries = 12 ymm accumulators (16 registers in all)
+  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
+  static constexpr int MR_PV = 3;  // 3 queries x 32 channels = 12 ymm accumulators
   using reg = __m256;
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
@@ -21,33 +22,27 @@ struct Avx2 {
   static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   static reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
   static reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
-  static float hmax(reg v) {
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
+  // s where j < lim, else -inf.
+  static reg mask_ge(reg s, reg j, reg lim) {
+    return _mm256_blendv_ps(_mm256_set1_ps(kNegInf), s, _mm256_cmp_ps(j, lim, _CMP_LT_OQ));
   }
-  static float hadd(reg v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
+  static reg neginf_to_zero(reg m) {
+    return _mm256_blendv_ps(m, _mm256_setzero_ps(), _mm256_cmp_ps(m, _mm256_set1_ps(kNegInf), _CMP_EQ_OQ));
   }
   // 2^x as in the AVX-512 copy, with 2^n built in the exponent bits. Inputs below -126.5
   // (masked scores are -inf) give n = -127, whose exponent field is 0: an exact zero.
   // max(c, x) returns x when x is NaN, so NaN survives.
+  static reg exp2_finite(reg x) { return exp2(x); }
   static reg exp2(reg x) {
     x = _mm256_max_ps(_mm256_set1_ps(-127.0f), x);
     reg n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     reg f = _mm256_sub_ps(x, n);
-    reg y = _mm256_set1_ps(1.5252733804059841e-05f);
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.5403530393381606e-04f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.3333558146428443e-03f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(9.6181291076284772e-03f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.5504108664821580e-02f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.4022650695910071e-01f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(6.9314718055994531e-01f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.0f));
+    reg y = _mm256_set1_ps(1.3266970636323094e-03f);
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(9.6754599362611771e-03f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.5507425218820572e-02f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.4022121727466583e-01f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(6.9314694404602051e-01f));
+    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.0000001192092896f));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
   }

@@ -15,6 +15,7 @@ namespace {
 struct Portable {
   static constexpr int W = 16;
   static constexpr int MR_QK = 2;
+  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 2;
   struct reg {
     float v[16];
@@ -56,16 +57,17 @@ struct Portable {
     for (int i = 0; i < W; ++i) r.v[i] = a.v[i] < b.v[i] ? b.v[i] : a.v[i];
     return r;
   }
-  static float hmax(const reg& a) {
-    float m = a.v[0];
-    for (int i = 1; i < W; ++i) m = m < a.v[i] ? a.v[i] : m;
-    return m;
+  static reg mask_ge(const reg& s, const reg& j, const reg& lim) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = j.v[i] < lim.v[i] ? s.v[i] : kNegInf;
+    return r;
   }
-  static float hadd(const reg& a) {
-    float s = 0.0f;
-    for (int i = 0; i < W; ++i) s += a.v[i];
-    return s;
+  static reg neginf_to_zero(const reg& m) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = m.v[i] == kNegInf ? 0.0f : m.v[i];
+    return r;
   }
+  static reg exp2_finite(const reg& a) { return exp2(a); }
   static reg exp2(const reg& a) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = std::exp2(a.v[i]);
@@ -101,47 +103,64 @@ void check_common(const AttentionParams& p, bool need_v) {
     SONICORE_CHECK(p.q_lens[b] >= 0 && p.q_lens[b] <= p.q_len, "attention: q_lens out of range [0, Nq]");
 }
 
-// K as [b*Hkv][strip][d][32] and V as [b*Hkv][key][Dp], float32, zero past kv_len and D.
-struct Packed {
+// float32 copies of K and V where the kernel cannot read the caller's memory directly.
+struct Converted {
   std::unique_ptr<float[]> k, v;
 };
 
-Packed pack_kv(const AttentionParams& p, int64_t Dp, int64_t Nkp, bool need_v) {
-  Packed pk;
-  const int64_t heads = p.batch * p.kv_heads, per = Nkp * Dp, strips = Nkp / kStrip, D = p.head_dim;
-  pk.k.reset(new float[heads * per]);
-  if (need_v) pk.v.reset(new float[heads * per]);
-  float* kbase = pk.k.get();
-  float* vbase = pk.v.get();
-  parallel_for(heads * strips, 4, [&](int64_t i0, int64_t i1) {
-    float row[512];
+// Fills cx.kbase/ks and cx.vbase/vs: the caller's float32 rows when possible, else converted
+// rows (keys past kv_len are never read, so only valid keys are converted).
+Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
+  Converted cv;
+  const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
+  const bool k_direct = p.dtype == DType::f32;
+  const bool v_direct = p.dtype == DType::f32 && D % 16 == 0;
+  if (k_direct) {
+    cx.kbase = static_cast<const float*>(p.k);
+    for (int i = 0; i < 3; ++i) cx.ks[i] = p.k_stride[i];
+  } else {
+    cv.k.reset(new float[heads * N * D]);
+    cx.kbase = cv.k.get();
+    cx.ks[0] = p.kv_heads * N * D, cx.ks[1] = N * D, cx.ks[2] = D;
+  }
+  if (need_v && v_direct) {
+    cx.vbase = static_cast<const float*>(p.v);
+    for (int i = 0; i < 3; ++i) cx.vs[i] = p.v_stride[i];
+  } else if (need_v) {
+    cv.v.reset(new float[heads * N * Dp]);
+    cx.vbase = cv.v.get();
+    cx.vs[0] = p.kv_heads * N * Dp, cx.vs[1] = N * Dp, cx.vs[2] = Dp;
+  }
+  const bool conv_k = !k_direct, conv_v = need_v && !v_direct;
+  if (!conv_k && !conv_v) return cv;
+  constexpr int64_t kRows = 64;
+  const int64_t chunks = (N + kRows - 1) / kRows;
+  float* kout = cv.k.get();
+  float* vout = cv.v.get();
+  parallel_for(heads * chunks, std::max<int64_t>(1, 4096 / (kRows * std::max<int64_t>(1, D))), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t bh = i / strips, s = i % strips, b = bh / p.kv_heads, h = bh % p.kv_heads;
-      const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
-      float* kp = kbase + bh * per + s * Dp * kStrip;
-      float* vp = need_v ? vbase + bh * per + s * kStrip * Dp : nullptr;
-      for (int jj = 0; jj < kStrip; ++jj) {
-        const int64_t j = s * kStrip + jj;
-        if (j < kl) {
-          load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f, row);
-          std::fill(row + D, row + Dp, 0.0f);
-        } else {
-          std::fill(row, row + Dp, 0.0f);
-        }
-        for (int64_t d = 0; d < Dp; ++d) kp[d * kStrip + jj] = row[d];
-        if (vp) {
-          float* dst = vp + jj * Dp;
-          if (j < kl) {
-            load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
-            std::fill(dst + D, dst + Dp, 0.0f);
-          } else {
-            std::fill(dst, dst + Dp, 0.0f);
-          }
+      const int64_t bh = i / chunks, c = i % chunks, b = bh / p.kv_heads, h = bh % p.kv_heads;
+      const int64_t kl = p.kv_lens ? p.kv_lens[b] : N;
+      for (int64_t j = c * kRows; j < std::min(kl, (c + 1) * kRows); ++j) {
+        if (conv_k)
+          load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f,
+                   kout + (bh * N + j) * D);
+        if (conv_v) {
+          float* dst = vout + (bh * N + j) * Dp;
+          load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
+          std::fill(dst + D, dst + Dp, 0.0f);
         }
       }
     }
   });
-  return pk;
+  return cv;
+}
+
+// Tasks per pool chunk: tiny calls (decoder steps, a few keys) stay on the calling thread,
+// where waking the pool would cost more than the work (about 256K multiply-adds per chunk).
+int64_t task_grain(int64_t rows, const AttentionParams& p) {
+  const int64_t macs = std::max<int64_t>(1, rows * std::max<int64_t>(1, p.kv_len) * p.head_dim);
+  return std::max<int64_t>(1, (int64_t(1) << 18) / macs);
 }
 
 }  // namespace
@@ -156,20 +175,18 @@ void attention_forward_cpu(const AttentionParams& p) {
   Ctx cx{};
   cx.p = &p;
   cx.Dp = round_up(p.head_dim, 16);
-  cx.Nkp = std::max<int64_t>(kStrip, round_up(p.kv_len, kStrip));
   cx.qscale = p.scale * 1.4426950408889634f;
   // Large query blocks reuse each K/V block across more rows; smaller ones keep both threads
   // busy on short calls (Whisper decoding, cross attention with few tokens).
   const int64_t bh = p.batch * p.q_heads;
-  int64_t mq = 96;
-  while (mq > kRowGroup && bh * ((p.q_len + mq - 1) / mq) < 8 * num_threads()) mq -= 2 * kRowGroup;
-  cx.Mq = std::max<int64_t>(kRowGroup, mq);
+  int64_t mq = kMaxQueryBlock;
+  while (mq > kQueryChunk && bh * ((p.q_len + mq - 1) / mq) < 4 * num_threads()) mq -= kQueryChunk;
+  cx.Mq = mq;
   cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
-  Packed pk = pack_kv(p, cx.Dp, cx.Nkp, true);
-  cx.kpanels = pk.k.get();
-  cx.vrows = pk.v.get();
+  Converted cv = prepare_kv(p, cx, true);
   const Kernels& kern = pick(p.isa);
-  parallel_for(bh * cx.nqb, 1, [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
+  parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+               [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }
 
 void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t num_heads, float* probs) {
@@ -182,17 +199,16 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
   Ctx cx{};
   cx.p = &p;
   cx.Dp = round_up(p.head_dim, 16);
-  cx.Nkp = std::max<int64_t>(kStrip, round_up(p.kv_len, kStrip));
   cx.qscale = p.scale * 1.4426950408889634f;
-  cx.Mq = kRowGroup;
-  cx.nqb = (p.q_len + kRowGroup - 1) / kRowGroup;
+  cx.Mq = kQueryChunk;
+  cx.nqb = (p.q_len + kQueryChunk - 1) / kQueryChunk;
   cx.heads = heads;
   cx.num_heads = num_heads;
   cx.probs = probs;
-  Packed pk = pack_kv(p, cx.Dp, cx.Nkp, false);
-  cx.kpanels = pk.k.get();
+  Converted cv = prepare_kv(p, cx, false);
   const Kernels& kern = pick(p.isa);
-  parallel_for(p.batch * num_heads * cx.nqb, 1, [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
+  parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+               [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
 }
 
 }  // namespace sonicore

@@ -3,11 +3,9 @@
 // attention_avx2.cpp and attention_avx512.cpp. Everything here has internal linkage so the
 // per-ISA copies can never be merged by the linker.
 //
-// Data the driver prepares before the threaded loop (one pass, in float32):
-//   K panels: per (b, kv head), strips of 32 keys laid out [strip][d][32] so that the QK^T
-//             micro-kernel loads 32 consecutive keys of one channel as whole vectors;
-//   V rows:   per (b, kv head), [key][Dp];
-// both zero past kv_len and past D (Dp = D rounded up to 16), so padded keys contribute 0.
+// K and V are read in their natural row layout. float32 inputs are used in place; float16 /
+// bfloat16 ones (and V whose D is not a multiple of 16) are converted once by the driver into
+// float32 rows (V zero-padded to Dp = D rounded up to 16 channels).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -15,26 +13,31 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 #include "sonicore/attention.h"
 
 namespace sonicore {
 namespace attn {
 
-constexpr int kStrip = 32;      // keys per packed K strip
-constexpr int kRowGroup = 12;   // query rows that share one S tile
-constexpr int kKeyBlock = 256;  // keys per online-softmax step (multiple of kStrip)
+constexpr int kQueryChunk = 32;  // query lanes per QK^T micro-tile
+constexpr int kKeyBlock = 96;    // keys per online-softmax step (multiple of every MR_QK)
+constexpr int kMaxQueryBlock = 64;  // query rows per task (multiple of kQueryChunk)
 
 // What every ISA copy of the kernel needs; filled by the driver.
 struct Ctx {
   const AttentionParams* p;
   int64_t Dp;              // head dim padded to 16
-  int64_t Nkp;             // kv_len padded to kStrip
-  int64_t Mq;              // query rows per task (multiple of kRowGroup)
+  int64_t Mq;              // query rows per task (multiple of kQueryChunk)
   int64_t nqb;             // query blocks per (b, head)
-  const float* kpanels;    // (B*Hkv) x Nkp x Dp
-  const float* vrows;      // (B*Hkv) x Nkp x Dp
+  const float* kbase;      // float32 K rows: (b, h, j) at kbase + b*ks[0] + h*ks[1] + j*ks[2]
+  int64_t ks[3];
+  const float* vbase;      // float32 V rows with Dp readable channels (zero past D), same addressing
+  int64_t vs[3];
   float qscale;            // scale * log2(e): scores live in log2 units so exp2 is the softmax exp
+  int64_t key_block = kKeyBlock;  // keys per online-softmax step
   // attention_probs only
   const int32_t* heads = nullptr;
   int64_t num_heads = 0;
@@ -159,30 +162,34 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // ---------------------------------------------------------------- micro-kernels
+//
+// Queries live in vector lanes. S^T tile: St[j][i] = sum_d K[j][d] * Qt[d][i], so the softmax
+// over keys is an element-wise reduction down the rows (no horizontal sums), K is read in its
+// natural row layout (no transposed packing) and Q is transposed once per task.
 
-// S[r][0..32) = sum_d Q[r][d] * Kstrip[d][0..32) for MR rows: MR x (32 / W) accumulators
-// stay in registers for the whole reduction over d.
-template <class V, int MR>
-inline void qk_strip(const float* q, int64_t ldq, const float* kstrip, int64_t Dp, float* s, int64_t lds) {
-  constexpr int NV = kStrip / V::W;
+// St[r][0..NV*W) for MR keys against NV*W queries: MR x NV accumulators stay in registers for
+// the whole reduction over d.
+template <class V, int MR, int NV>
+inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, int64_t D, float* st,
+                    int64_t lds) {
   typename V::reg acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-  for (int64_t d = 0; d < Dp; ++d) {
+  for (int64_t d = 0; d < D; ++d) {
     typename V::reg b[NV];
-    for (int v = 0; v < NV; ++v) b[v] = V::load(kstrip + d * kStrip + v * V::W);
+    for (int v = 0; v < NV; ++v) b[v] = V::load(qt + d * ldq + v * V::W);
     for (int r = 0; r < MR; ++r) {
-      typename V::reg a = V::set1(q[r * ldq + d]);
+      typename V::reg a = V::set1(k[r * ldk + d]);
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
     }
   }
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) V::store(s + r * lds + v * V::W, acc[r][v]);
+    for (int v = 0; v < NV; ++v) V::store(st + r * lds + v * V::W, acc[r][v]);
 }
 
-// O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j P[r][j] * Vrows[j][..] for MR rows.
+// O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j Pt[j][r] * V[j][..] for MR query rows.
 template <class V, int MR, int DV>
-inline void pv_chunk(const float* p, int64_t ldp, const float* vr, int64_t ldv, int64_t ncols, float* o,
+inline void pv_chunk(const float* pt, int64_t ldp, const float* vr, int64_t ldv, int64_t ncols, float* o,
                      int64_t ldo, const float* alpha) {
   typename V::reg acc[MR][DV];
   for (int r = 0; r < MR; ++r) {
@@ -193,7 +200,7 @@ inline void pv_chunk(const float* p, int64_t ldp, const float* vr, int64_t ldv, 
     typename V::reg b[DV];
     for (int v = 0; v < DV; ++v) b[v] = V::load(vr + j * ldv + v * V::W);
     for (int r = 0; r < MR; ++r) {
-      typename V::reg a = V::set1(p[r * ldp + j]);
+      typename V::reg a = V::set1(pt[j * ldp + r]);
       for (int v = 0; v < DV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
     }
   }
@@ -202,46 +209,164 @@ inline void pv_chunk(const float* p, int64_t ldp, const float* vr, int64_t ldv, 
 }
 
 template <class V, int MR>
-inline void pv_rows(const float* p, int64_t ldp, const float* vr, int64_t Dp, int64_t ncols, float* o,
-                    const float* alpha) {
+inline void pv_rows(const float* pt, int64_t ldp, const float* vr, int64_t ldv, int64_t Dp, int64_t ncols,
+                    float* o, const float* alpha) {
   constexpr int64_t chunk = 4 * V::W;
   int64_t c = 0;
-  for (; c + chunk <= Dp; c += chunk) pv_chunk<V, MR, 4>(p, ldp, vr + c, Dp, ncols, o + c, Dp, alpha);
+  for (; c + chunk <= Dp; c += chunk) pv_chunk<V, MR, 4>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha);
   switch ((Dp - c) / V::W) {  // Dp is a multiple of 16, hence of W
-    case 1: pv_chunk<V, MR, 1>(p, ldp, vr + c, Dp, ncols, o + c, Dp, alpha); break;
-    case 2: pv_chunk<V, MR, 2>(p, ldp, vr + c, Dp, ncols, o + c, Dp, alpha); break;
-    case 3: pv_chunk<V, MR, 3>(p, ldp, vr + c, Dp, ncols, o + c, Dp, alpha); break;
+    case 1: pv_chunk<V, MR, 1>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
+    case 2: pv_chunk<V, MR, 2>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
+    case 3: pv_chunk<V, MR, 3>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
     default: break;
   }
 }
 
+// All `rows` query rows (any count): MR_PV at a time, then the remainder.
 template <class V>
-inline float row_max(const float* s, int64_t n) {
-  typename V::reg m = V::set1(kNegInf);
-  for (int64_t j = 0; j < n; j += V::W) m = V::max(m, V::load(s + j));
-  return V::hmax(m);
-}
-
-// s[j] = exp2(s[j] - m); returns the sum. NaN in s stays NaN (and so does the sum).
-template <class V>
-inline float row_exp2_sum(float* s, int64_t n, float m) {
-  typename V::reg mv = V::set1(m), sum = V::zero();
-  for (int64_t j = 0; j < n; j += V::W) {
-    typename V::reg e = V::exp2(V::sub(V::load(s + j), mv));
-    V::store(s + j, e);
-    sum = V::add(sum, e);
+inline void pv_block(const float* pt, int64_t ldp, const float* vr, int64_t ldv, int64_t Dp, int64_t ncols,
+                     float* o, const float* alpha, int64_t rows) {
+  constexpr int MR = V::MR_PV;
+  int64_t r = 0;
+  for (; r + MR <= rows; r += MR) pv_rows<V, MR>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r);
+  switch (rows - r) {
+    case 1: pv_rows<V, 1>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    case 2: if constexpr (MR > 2) pv_rows<V, 2>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    case 3: if constexpr (MR > 3) pv_rows<V, 3>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    case 4: if constexpr (MR > 4) pv_rows<V, 4>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    case 5: if constexpr (MR > 5) pv_rows<V, 5>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    default: break;
   }
-  return V::hadd(sum);
 }
 
-// Scores of rows [0, kRowGroup) of a packed Q group against `ncols` keys starting at strip s0.
+// St rows [0, nkeys) for query chunks [0, nq) (multiple of kQueryChunk). `k` rows have stride
+// ldk; a last group shorter than MR_QK is copied into `ktail` (zero rows) so nothing past the
+// valid keys is read.
 template <class V>
-inline void qk_group(const float* q, int64_t Dp, const float* kp, int64_t s0, int64_t ncols, float* s,
-                     int64_t lds) {
-  for (int64_t c = 0; c < ncols; c += kStrip) {
-    const float* strip = kp + (s0 + c / kStrip) * Dp * kStrip;
-    for (int r = 0; r < kRowGroup; r += V::MR_QK)
-      qk_strip<V, V::MR_QK>(q + r * Dp, Dp, strip, Dp, s + r * lds + c, lds);
+inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt, int64_t ldq, int64_t D,
+                     int64_t nq, float* st, int64_t lds, float* ktail) {
+  constexpr int MR = V::MR_QK;
+  for (int64_t j = 0; j < nkeys; j += MR) {
+    const float* kr = k + j * ldk;
+    int64_t ld = ldk;
+    if (j + MR > nkeys) {
+      const int64_t n = nkeys - j;
+      for (int64_t r = 0; r < MR; ++r)
+        for (int64_t d = 0; d < D; ++d) ktail[r * D + d] = r < n ? kr[r * ldk + d] : 0.0f;
+      kr = ktail;
+      ld = D;
+    }
+    int64_t c = 0;
+    // Wide tiles (MR/2 keys x 2 chunks) load fewer broadcasts per FMA where two chunks remain.
+    if constexpr (V::WIDE_QK)
+      for (; c + 2 * kQueryChunk <= nq; c += 2 * kQueryChunk)
+        for (int h = 0; h < 2; ++h)
+          qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W)>(kr + h * (MR / 2) * ld, ld, qt + c, ldq, D,
+                                                           st + (j + h * (MR / 2)) * lds + c, lds);
+    for (; c < nq; c += kQueryChunk)
+      qk_tile<V, MR, kQueryChunk / V::W>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds);
+  }
+}
+
+// P = exp2(S - m) in place over `nrows` rows of one query chunk, summed per lane into two
+// accumulator sets (rows alternate between them; indices are compile-time so they stay in
+// registers).
+template <class V, bool kClamp>
+inline void exp_rows(float* st, int64_t lds, int64_t nrows, const typename V::reg* mu,
+                     typename V::reg (*sum)[kQueryChunk / V::W]) {
+  constexpr int NV = kQueryChunk / V::W;
+  using R = typename V::reg;
+  R s0[NV], s1[NV];
+  for (int v = 0; v < NV; ++v) s0[v] = s1[v] = V::zero();
+  int64_t j = 0;
+  for (; j + 2 <= nrows; j += 2) {
+    float* r0 = st + j * lds;
+    float* r1 = r0 + lds;
+    for (int v = 0; v < NV; ++v) {
+      const R x0 = V::sub(V::load(r0 + v * V::W), mu[v]);
+      const R x1 = V::sub(V::load(r1 + v * V::W), mu[v]);
+      const R e0 = kClamp ? V::exp2(x0) : V::exp2_finite(x0);
+      const R e1 = kClamp ? V::exp2(x1) : V::exp2_finite(x1);
+      V::store(r0 + v * V::W, e0);
+      V::store(r1 + v * V::W, e1);
+      s0[v] = V::add(s0[v], e0);
+      s1[v] = V::add(s1[v], e1);
+    }
+  }
+  if (j < nrows) {
+    float* r0 = st + j * lds;
+    for (int v = 0; v < NV; ++v) {
+      const R x0 = V::sub(V::load(r0 + v * V::W), mu[v]);
+      const R e0 = kClamp ? V::exp2(x0) : V::exp2_finite(x0);
+      V::store(r0 + v * V::W, e0);
+      s0[v] = V::add(s0[v], e0);
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    sum[0][v] = s0[v];
+    sum[1][v] = s1[v];
+  }
+}
+
+// Online-softmax step over St rows [0, nrows) for query lanes [0, nq): masks keys at or past
+// each query's limit (limf, absolute key index as float, only when `masked`), updates m and l,
+// writes P = exp2(S - m) in place and the O rescale factors alpha. The lanes of one query chunk
+// are processed together and the rows two at a time, so the max / sum reductions run as
+// 2 * NV independent dependency chains instead of one latency-bound chain.
+template <class V>
+inline void softmax_block(float* st, int64_t lds, int64_t nrows, int64_t nq, float c0, bool masked,
+                          const float* limf, float* m, float* l, float* alpha) {
+  constexpr int NV = kQueryChunk / V::W;
+  using R = typename V::reg;
+  for (int64_t c = 0; c < nq; c += kQueryChunk) {
+    R mx[2][NV];
+    for (int u = 0; u < 2; ++u)
+      for (int v = 0; v < NV; ++v) mx[u][v] = V::set1(kNegInf);
+    if (masked) {
+      R lim[NV];
+      for (int v = 0; v < NV; ++v) lim[v] = V::load(limf + c + v * V::W);
+      // Rows two at a time with compile-time accumulator indices (a runtime j & 1 index
+      // would push the accumulators to the stack).
+      int64_t j = 0;
+      for (; j < nrows; j += 2) {
+        for (int u = 0; u < 2; ++u) {
+          if (j + u >= nrows) break;
+          const R jv = V::set1(c0 + float(j + u));
+          float* row = st + (j + u) * lds + c;
+          for (int v = 0; v < NV; ++v) {
+            R x = V::mask_ge(V::load(row + v * V::W), jv, lim[v]);
+            V::store(row + v * V::W, x);
+            mx[u][v] = V::max(mx[u][v], x);
+          }
+        }
+      }
+    } else {
+      int64_t j = 0;
+      for (; j + 2 <= nrows; j += 2)
+        for (int u = 0; u < 2; ++u)
+          for (int v = 0; v < NV; ++v) mx[u][v] = V::max(mx[u][v], V::load(st + (j + u) * lds + c + v * V::W));
+      for (; j < nrows; ++j)
+        for (int v = 0; v < NV; ++v) mx[0][v] = V::max(mx[0][v], V::load(st + j * lds + c + v * V::W));
+    }
+    R mu[NV], sum[2][NV];
+    for (int v = 0; v < NV; ++v) {
+      const R m_old = V::load(m + c + v * V::W);
+      const R m_new = V::max(m_old, V::max(mx[0][v], mx[1][v]));
+      // A query that has seen no key yet keeps m = -inf; exp2 against 0 then gives exact zeros.
+      mu[v] = V::neginf_to_zero(m_new);
+      V::store(alpha + c + v * V::W, V::exp2(V::sub(m_old, mu[v])));
+      V::store(m + c + v * V::W, m_new);
+      sum[0][v] = sum[1][v] = V::zero();
+    }
+    // Only masked blocks hold -inf scores; the others skip the clamp exp2 needs for them.
+    if (masked)
+      exp_rows<V, true>(st + c, lds, nrows, mu, sum);
+    else
+      exp_rows<V, false>(st + c, lds, nrows, mu, sum);
+    for (int v = 0; v < NV; ++v) {
+      float* lp = l + c + v * V::W;
+      V::store(lp, V::fma(V::load(lp), V::load(alpha + c + v * V::W), V::add(sum[0][v], sum[1][v])));
+    }
   }
 }
 
@@ -250,71 +375,73 @@ inline int64_t key_limit(bool causal, int64_t row, int64_t ql, int64_t kl) {
   return causal ? std::min<int64_t>(kl, std::max<int64_t>(0, row + (kl - ql) + 1)) : kl;
 }
 
+// Transposed, scaled Q block: qt[d][i] for rows [r0, r0 + vrows), zero lanes up to nq.
+inline void pack_qt(const AttentionParams& p, int64_t qoff, int64_t r0, int64_t vrows, int64_t nq, float scale,
+                    float* row, float* qt) {
+  const int64_t D = p.head_dim;
+  for (int64_t i = 0; i < nq; ++i) {
+    if (i < vrows) {
+      load_row(p.q, p.dtype, qoff + (r0 + i) * p.q_stride[2], D, scale, row);
+      for (int64_t d = 0; d < D; ++d) qt[d * nq + i] = row[d];
+    } else {
+      for (int64_t d = 0; d < D; ++d) qt[d * nq + i] = 0.0f;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- forward tasks
+
+// Flushes subnormals to zero while a kernel runs (restored on exit): softmax weights below
+// 2^-126 are numerically irrelevant but would cost microcode assists in exp2 and P @ V.
+struct FlushDenormals {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned saved = _mm_getcsr();
+  FlushDenormals() { _mm_setcsr(saved | 0x8040); }  // FTZ | DAZ
+  ~FlushDenormals() { _mm_setcsr(saved); }
+#endif
+};
 
 template <class V>
 void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
+  FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
   const int64_t Dp = cx.Dp, D = p.head_dim, Mq = cx.Mq, G = p.q_heads / p.kv_heads;
-  // Per-thread scratch: packed Q, O accumulators, row statistics, one S tile.
-  std::unique_ptr<float[]> qs(new float[Mq * Dp]), os(new float[Mq * Dp]);
-  std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[kRowGroup]);
-  std::unique_ptr<float[]> st(new float[kRowGroup * kKeyBlock]);
+  // Per-thread scratch: transposed Q, O accumulators, per-query statistics, one S^T tile.
+  std::unique_ptr<float[]> qt(new float[Mq * D]), os(new float[Mq * Dp]), row(new float[Dp]);
+  std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[Mq]), limf(new float[Mq]);
+  const int64_t KB = cx.key_block;
+  std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
     const int64_t ql = p.q_lens ? p.q_lens[b] : p.q_len, kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
     const int64_t r0 = qb * Mq, rows = std::min(Mq, p.q_len - r0);
     const int64_t vrows = std::max<int64_t>(0, std::min(rows, ql - r0));
-    const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1];
     const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
     float* lse = p.lse ? p.lse + (b * p.q_heads + h) * p.q_len : nullptr;
-    const int64_t kvh = b * p.kv_heads + h / G;
-    const float* kp = cx.kpanels + kvh * cx.Nkp * Dp;
-    const float* vp = cx.vrows + kvh * cx.Nkp * Dp;
+    const float* kb = cx.kbase + b * cx.ks[0] + (h / G) * cx.ks[1];
+    const float* vb = cx.vbase + b * cx.vs[0] + (h / G) * cx.vs[1];
+    const int64_t nq = round_up(std::max<int64_t>(vrows, 1), kQueryChunk);
 
-    const int64_t groups = (vrows + kRowGroup - 1) / kRowGroup;
-    const int64_t prow = groups * kRowGroup;
-    for (int64_t r = 0; r < prow; ++r) {
-      float* dst = qs.get() + r * Dp;
-      if (r < vrows) {
-        load_row(p.q, p.dtype, qoff + (r0 + r) * p.q_stride[2], D, cx.qscale, dst);
-        std::fill(dst + D, dst + Dp, 0.0f);
-      } else {
-        std::fill(dst, dst + Dp, 0.0f);
-      }
-      std::fill(os.get() + r * Dp, os.get() + (r + 1) * Dp, 0.0f);
-      ms[r] = kNegInf;
-      ls[r] = 0.0f;
+    pack_qt(p, b * p.q_stride[0] + h * p.q_stride[1], r0, vrows, nq, cx.qscale, row.get(), qt.get());
+    int64_t lim_min = kl;
+    for (int64_t i = 0; i < nq; ++i) {
+      const int64_t lim = i < vrows ? key_limit(p.causal, r0 + i, ql, kl) : 0;
+      if (i < vrows) lim_min = std::min(lim_min, lim);
+      limf[i] = float(lim);
+      ms[i] = kNegInf;
+      ls[i] = 0.0f;
     }
+    std::fill(os.get(), os.get() + vrows * Dp, 0.0f);
     // Keys past the last valid row's limit are never visible to this block.
     const int64_t kend = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
-    for (int64_t c0 = 0; c0 < kend; c0 += kKeyBlock) {
-      const int64_t ncols = std::min<int64_t>(kKeyBlock, round_up(kend - c0, kStrip));
-      for (int64_t g = 0; g < groups; ++g) {
-        const int64_t gr0 = g * kRowGroup, glast = std::min(vrows, gr0 + kRowGroup) - 1;
-        if (key_limit(p.causal, r0 + glast, ql, kl) <= c0) continue;  // whole group masked here
-        float* s = st.get();
-        qk_group<V>(qs.get() + gr0 * Dp, Dp, kp, c0 / kStrip, ncols, s, kKeyBlock);
-        for (int r = 0; r < kRowGroup; ++r) {
-          float* srow = s + r * kKeyBlock;
-          const int64_t row = gr0 + r;
-          const int64_t lim = row < vrows ? key_limit(p.causal, r0 + row, ql, kl) : 0;
-          const int64_t nvis = std::min(ncols, std::max<int64_t>(0, lim - c0));
-          for (int64_t j = nvis; j < ncols; ++j) srow[j] = kNegInf;
-          const float m_old = ms[row];
-          const float m_new = std::max(m_old, row_max<V>(srow, ncols));
-          // A row that has seen no key yet keeps m = -inf; exp2 against 0 then gives exact zeros.
-          const float m_use = m_new == kNegInf ? 0.0f : m_new;
-          const float a = std::exp2(m_old - m_use);
-          alpha[r] = a;
-          ls[row] = ls[row] * a + row_exp2_sum<V>(srow, ncols, m_use);
-          ms[row] = m_new;
-        }
-        for (int r = 0; r < kRowGroup; r += V::MR_PV)
-          pv_rows<V, V::MR_PV>(s + r * kKeyBlock, kKeyBlock, vp + c0 * Dp, Dp, ncols,
-                               os.get() + (gr0 + r) * Dp, alpha.get() + r);
-      }
+    for (int64_t c0 = 0; c0 < kend; c0 += KB) {
+      const int64_t nk = std::min<int64_t>(KB, kend - c0);
+      const int64_t nkp = round_up(nk, V::MR_QK);
+      qk_block<V>(kb + c0 * cx.ks[2], cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
+      softmax_block<V>(st.get(), nq, nkp, nq, float(c0), c0 + nkp > lim_min, limf.get(), ms.get(), ls.get(),
+                       alpha.get());
+      pv_block<V>(st.get(), nq, vb + c0 * cx.vs[2], cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t o = ooff + (r0 + r) * p.out_stride[2];
@@ -332,45 +459,43 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
 
 // ---------------------------------------------------------------- attention_probs tasks
 
-// Task = (b, selected head, block of kRowGroup query rows): scores for all keys, then an exact
+// Task = (b, selected head, kQueryChunk query rows): scores for all valid keys, then an exact
 // two-pass softmax, written straight to probs (B, num_heads, Nq, Nk).
 template <class V>
 void probs_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
+  FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
-  const int64_t Dp = cx.Dp, D = p.head_dim, G = p.q_heads / p.kv_heads, Nk = p.kv_len;
-  std::unique_ptr<float[]> qs(new float[kRowGroup * Dp]);
-  std::unique_ptr<float[]> st(new float[kRowGroup * cx.Nkp]);
+  const int64_t D = p.head_dim, G = p.q_heads / p.kv_heads, Nk = p.kv_len, nq = kQueryChunk;
+  std::unique_ptr<float[]> qt(new float[nq * D]), row(new float[cx.Dp]), ktail(new float[16 * D]);
+  std::unique_ptr<float[]> st(new float[(Nk + 16) * nq]), mv(new float[nq]), sv(new float[nq]);
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, hi = bh % cx.num_heads, b = bh / cx.num_heads;
     const int64_t h = cx.heads[hi];
     const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
-    const int64_t r0 = qb * kRowGroup, rows = std::min<int64_t>(kRowGroup, p.q_len - r0);
+    const int64_t r0 = qb * nq, rows = std::min<int64_t>(nq, p.q_len - r0);
     float* out = cx.probs + ((b * cx.num_heads + hi) * p.q_len + r0) * Nk;
     if (kl == 0) {
       std::fill(out, out + rows * Nk, 0.0f);
       continue;
     }
-    const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1];
-    for (int64_t r = 0; r < kRowGroup; ++r) {
-      float* dst = qs.get() + r * Dp;
-      if (r < rows) {
-        load_row(p.q, p.dtype, qoff + (r0 + r) * p.q_stride[2], D, cx.qscale, dst);
-        std::fill(dst + D, dst + Dp, 0.0f);
-      } else {
-        std::fill(dst, dst + Dp, 0.0f);
+    pack_qt(p, b * p.q_stride[0] + h * p.q_stride[1], r0, rows, nq, cx.qscale, row.get(), qt.get());
+    qk_block<V>(cx.kbase + b * cx.ks[0] + (h / G) * cx.ks[1], cx.ks[2], kl, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
+    for (int64_t c = 0; c < nq; c += V::W) {
+      typename V::reg mx = V::set1(kNegInf);
+      for (int64_t j = 0; j < kl; ++j) mx = V::max(mx, V::load(st.get() + j * nq + c));
+      typename V::reg sum = V::zero();
+      for (int64_t j = 0; j < kl; ++j) {
+        typename V::reg e = V::exp2(V::sub(V::load(st.get() + j * nq + c), mx));
+        V::store(st.get() + j * nq + c, e);
+        sum = V::add(sum, e);
       }
+      V::store(mv.get() + c, mx);
+      V::store(sv.get() + c, sum);
     }
-    const float* kp = cx.kpanels + (b * p.kv_heads + h / G) * cx.Nkp * Dp;
-    const int64_t ncols = round_up(kl, kStrip);
-    qk_group<V>(qs.get(), Dp, kp, 0, ncols, st.get(), cx.Nkp);
     for (int64_t r = 0; r < rows; ++r) {
-      float* srow = st.get() + r * cx.Nkp;
-      for (int64_t j = kl; j < ncols; ++j) srow[j] = kNegInf;
-      const float m = row_max<V>(srow, ncols);
-      const float sum = row_exp2_sum<V>(srow, ncols, m);
-      const float inv = 1.0f / sum;
+      const float inv = 1.0f / sv[r];
       float* orow = out + r * Nk;
-      for (int64_t j = 0; j < kl; ++j) orow[j] = srow[j] * inv;
+      for (int64_t j = 0; j < kl; ++j) orow[j] = st[j * nq + r] * inv;
       std::fill(orow + kl, orow + Nk, 0.0f);
     }
   }

@@ -129,6 +129,46 @@ void bind_attention(py::module_& m) {
       py::arg("q"), py::arg("k"), py::arg("probs"), py::arg("heads"), py::arg("dtype"), py::arg("scale"),
       py::arg("kv_lens") = py::none(), py::arg("isa") = -1,
       "Softmax weights of selected heads, written to probs (B, len(heads), Nq, Nk) float32.");
+
+#ifdef SONICORE_WITH_CUDA
+  // Device tensors travel as integer pointers; the Python op has checked devices and dtypes,
+  // this layer re-checks every size and stride before the launch.
+  m.def(
+      "attention_forward_cuda",
+      [](uintptr_t q, uintptr_t k, uintptr_t v, uintptr_t out, uintptr_t lse, std::vector<int64_t> shape,
+         std::vector<int64_t> qs, std::vector<int64_t> ks, std::vector<int64_t> vs, std::vector<int64_t> os,
+         const std::string& dtype, double scale, bool causal, uintptr_t q_lens, uintptr_t kv_lens, uintptr_t stream) {
+        require(shape.size() == 6, "attention: shape must be (B, Hq, Hkv, Nq, Nk, D)");
+        require(qs.size() == 3 && ks.size() == 3 && vs.size() == 3 && os.size() == 3,
+                "attention: strides must be (batch, head, sequence) triples");
+        for (int64_t x : shape) require(x >= 0, "attention: sizes must be non-negative");
+        for (int i = 0; i < 3; ++i)
+          require(qs[i] >= 0 && ks[i] >= 0 && vs[i] >= 0 && os[i] >= 0, "attention: strides must be non-negative");
+        require(q && k && v && out, "attention: null device pointer");
+        sonicore::AttentionParams p;
+        p.dtype = parse_dtype(dtype);
+        p.batch = shape[0], p.q_heads = shape[1], p.kv_heads = shape[2];
+        p.q_len = shape[3], p.kv_len = shape[4], p.head_dim = shape[5];
+        require(p.kv_heads >= 1 && p.q_heads % p.kv_heads == 0,
+                "attention: query heads must be a multiple of key/value heads");
+        p.q = reinterpret_cast<const void*>(q);
+        p.k = reinterpret_cast<const void*>(k);
+        p.v = reinterpret_cast<const void*>(v);
+        p.out = reinterpret_cast<void*>(out);
+        p.lse = reinterpret_cast<float*>(lse);
+        for (int i = 0; i < 3; ++i) p.q_stride[i] = qs[i], p.k_stride[i] = ks[i], p.v_stride[i] = vs[i], p.out_stride[i] = os[i];
+        p.q_lens = reinterpret_cast<const int32_t*>(q_lens);
+        p.kv_lens = reinterpret_cast<const int32_t*>(kv_lens);
+        p.scale = static_cast<float>(scale);
+        p.causal = causal;
+        py::gil_scoped_release nogil;
+        sonicore::attention_forward_cuda(p, reinterpret_cast<void*>(stream));
+      },
+      py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("lse"), py::arg("shape"), py::arg("q_strides"),
+      py::arg("k_strides"), py::arg("v_strides"), py::arg("out_strides"), py::arg("dtype"), py::arg("scale"),
+      py::arg("causal"), py::arg("q_lens") = 0, py::arg("kv_lens") = 0, py::arg("stream") = 0,
+      "CUDA tensor-core attention forward (float16/bfloat16, head dim 64 or 128, sm_80+).");
+#endif
 }
 
 }  // namespace sonicore_py

@@ -24,6 +24,8 @@ Backends: ``cpu`` (C++ tiled flash-style kernel, AVX-512 / AVX2 / portable), ``c
 from __future__ import annotations
 
 import math
+import sys
+import types
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -165,7 +167,7 @@ def _torch_attention(qb, kb, vb, scale, causal, q_lens, kv_lens):
 
 # ----------------------------------------------------------------------------- backends
 
-def _backend_reasons(qb, shape, want_lse):
+def _backend_reasons(qb, shape, want_lse, kv=()):
     B, Hq, Hkv, Nq, Nk, D = shape
     dev = qb.device.type
     reasons = _backend.device_reasons(dev)
@@ -178,6 +180,10 @@ def _backend_reasons(qb, shape, want_lse):
             reasons["cuda"] = f"cuda backend: head dim {D} not supported (supported: {_CUDA_HEAD_DIMS})"
         elif not hasattr(_backend.C, "attention_forward_cuda"):
             reasons["cuda"] = "cuda backend: this build of sonicore._C has no CUDA attention kernel"
+        elif _backend.C.built_with_cuda and torch.cuda.get_device_capability(qb.device)[0] < 8:
+            reasons["cuda"] = "cuda backend: needs a GPU of compute capability 8.0 or newer (tensor-core mma.sync)"
+        else:
+            reasons["cuda"] = _cuda_layout_reason((qb,) + tuple(kv))
     if reasons.get("triton") is None and D > 256:
         reasons["triton"] = f"triton backend: head dim {D} not supported (at most 256)"
     return reasons
@@ -209,6 +215,30 @@ def _run_cpu(qb, kb, vb, out, lse, scale, causal, q_lens, kv_lens):
     _backend.C.attention_forward(_np_view(qb), _np_view(kb), _np_view(vb), _np_view(out),
                                  lse.numpy(), _dtype_tag(qb.dtype), scale, causal,
                                  _lens_np(q_lens), _lens_np(kv_lens), _CPU_ISA_CAP)
+
+
+def _cuda_layout_reason(ts) -> Optional[str]:
+    """The CUDA kernel reads 16-byte vectors: why these (B, H, N, D) views cannot go there, or None."""
+    for t in ts:
+        if t.stride(-1) != 1:
+            return "cuda backend: the head dim must be contiguous (stride 1)"
+        if t.data_ptr() % 16 or any(s % 8 for s in t.stride()[:3]):
+            return "cuda backend: tensors must be 16-byte aligned with strides that are multiples of 8"
+    return None
+
+
+def _run_cuda(qb, kb, vb, out, lse, scale, causal, q_lens, kv_lens):
+    B, Hq, Nq, D = qb.shape
+    Hkv, Nk = kb.shape[1], kb.shape[2]
+    ql = q_lens.contiguous() if q_lens is not None else None
+    kl = kv_lens.contiguous() if kv_lens is not None else None
+    with torch.cuda.device(qb.device):
+        _backend.C.attention_forward_cuda(
+            qb.data_ptr(), kb.data_ptr(), vb.data_ptr(), out.data_ptr(), lse.data_ptr(),
+            [B, Hq, Hkv, Nq, Nk, D], list(qb.stride()[:3]), list(kb.stride()[:3]), list(vb.stride()[:3]),
+            list(out.stride()[:3]), _dtype_tag(qb.dtype), scale, causal,
+            ql.data_ptr() if ql is not None else 0, kl.data_ptr() if kl is not None else 0,
+            torch.cuda.current_stream(qb.device).cuda_stream)
 
 
 def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
@@ -243,7 +273,7 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
     causal = bool(causal)
     ql = _check_lens(q_lens, "q_lens", B, Nq, qt.device)
     kl = _check_lens(kv_lens, "kv_lens", B, Nk, qt.device)
-    reasons = _backend_reasons(qb, shape, return_lse)
+    reasons = _backend_reasons(qb, shape, return_lse, (kb, vb))
     name = _backend.select_backend("attention", qt.device.type, backend, reasons)
 
     out_full = torch.empty_like(qt, memory_format=torch.contiguous_format)  # in the caller's layout
@@ -263,8 +293,7 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
     elif name == "triton":
         _backend.triton_kernels("attention").forward(qb, kb, vb, ob, lse, scale, causal, ql, kl)
     elif name == "cuda":
-        from ._attention_cuda import run_forward as cuda_forward
-        cuda_forward(qb, kb, vb, ob, lse, scale, causal, ql, kl)
+        _run_cuda(qb, kb, vb, ob, lse, scale, causal, ql, kl)
     result = from_torch(out_full, q_np)
     if return_lse:
         return result, from_torch(lse, q_np)
@@ -356,3 +385,15 @@ def attention_probs(q, k, *, heads: Optional[Sequence[int]] = None, scale: Optio
         _backend.C.attention_probs(_np_view(qb), _np_view(kb), out.numpy(), hs, _dtype_tag(qb.dtype),
                                    scale, _lens_np(kl), _CPU_ISA_CAP)
     return from_torch(out, q_np)
+
+
+class _CallableModule(types.ModuleType):
+    """Importing the submodule ``sonicore.ops.attention`` rebinds the package attribute of the
+    same name from the function to this module; calling the module forwards to attention() so
+    ``sonicore.ops.attention(q, k, v)`` works whichever of the two the name holds."""
+
+    def __call__(self, *args, **kwargs):
+        return attention(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,365 @@
+// Tensor-core flash-attention forward for float16 / bfloat16 on sm_80+ (FlashAttention-2 scheme,
+// written from the papers' description): one CTA = 4 warps = 64 query rows; each warp owns 16
+// rows. Q stays in registers (ldmatrix), K/V tiles of 64 keys are double-buffered in shared
+// memory with cp.async, S = Q K^T and O += P V use mma.sync m16n8k16 with float32 accumulators,
+// and the online softmax runs on the S fragments in registers (P is re-packed as the A operand
+// of the second MMA without a trip through shared memory).
+//
+// Semantics match the CPU kernel (sonicore/attention.h): grouped-query heads, q_lens / kv_lens,
+// bottom-right causal mask, rows without a visible key -> zeros and lse -inf, NaN propagates.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "sonicore/attention.h"
+
+namespace sonicore {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kBlockM = 16 * kWarps;  // query rows per CTA
+constexpr int kBlockN = 64;           // keys per pipeline stage
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <typename T>
+struct MmaType;
+template <>
+struct MmaType<__half> {
+  __device__ static void mma(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+};
+template <>
+struct MmaType<__nv_bfloat16> {
+  __device__ static void mma(float* c, const uint32_t* a, const uint32_t* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+  __device__ static uint32_t pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; src_bytes = 0 writes zeros (rows past the valid range).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src), "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t* r, const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// Shared tiles are [rows][HD] 16-bit values; 16-byte chunks are XOR-swizzled by row so that
+// the 8 rows an ldmatrix phase reads hit 8 different bank groups.
+template <int HD>
+__device__ __forceinline__ int swz(int row, int chunk) {
+  return row * HD + ((chunk ^ (row & 7)) << 3);
+}
+
+// Copies `rows` x HD values (rows >= valid are zero-filled) from global rows of stride `ld`.
+template <typename T, int HD, int ROWS>
+__device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t ld, int valid, int tid) {
+  constexpr int kChunks = HD / 8;
+  for (int i = tid; i < ROWS * kChunks; i += kWarps * 32) {
+    const int r = i / kChunks, c = i % kChunks;
+    const bool ok = r < valid;
+    const T* g = src + (ok ? int64_t(r) * ld : 0) + c * 8;
+    cp_async16(tile + swz<HD>(r, c), g, ok ? 16 : 0);
+  }
+}
+
+__device__ __forceinline__ int key_limit(bool causal, int row, int ql, int kl) {
+  return causal ? min(kl, max(0, row + (kl - ql) + 1)) : kl;
+}
+
+struct Args {
+  const void *q, *k, *v;
+  void* out;
+  float* lse;
+  const int32_t *q_lens, *kv_lens;
+  int64_t qs[3], ks[3], vs[3], os[3];
+  int Hq, group, Nq, Nk;
+  float qk_scale;  // scale * log2(e)
+};
+
+template <typename T, int HD, bool CAUSAL>
+__global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* sq = reinterpret_cast<T*>(smem_raw);
+  T* sk = sq + kBlockM * HD;       // 2 stages
+  T* sv = sk + 2 * kBlockN * HD;   // 2 stages
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int bh = blockIdx.y, b = bh / a.Hq, h = bh % a.Hq, hk = h / a.group;
+  const int m0 = blockIdx.x * kBlockM;
+  const int ql = a.q_lens ? a.q_lens[b] : a.Nq;
+  const int kl = a.kv_lens ? a.kv_lens[b] : a.Nk;
+
+  const T* qg = static_cast<const T*>(a.q) + b * a.qs[0] + h * a.qs[1] + int64_t(m0) * a.qs[2];
+  const T* kg = static_cast<const T*>(a.k) + b * a.ks[0] + hk * a.ks[1];
+  const T* vg = static_cast<const T*>(a.v) + b * a.vs[0] + hk * a.vs[1];
+
+  const int vrows = max(0, min(kBlockM, ql - m0));  // valid query rows of this CTA
+  const int kend = vrows > 0 ? key_limit(CAUSAL, m0 + vrows - 1, ql, kl) : 0;
+  const int lim_min = vrows > 0 ? key_limit(CAUSAL, m0, ql, kl) : 0;
+  const int nblocks = (kend + kBlockN - 1) / kBlockN;
+
+  // Rows this thread owns in the accumulator fragments.
+  const int row_a = m0 + warp * 16 + lane / 4, row_b = row_a + 8;
+  const int lim_a = row_a < ql ? key_limit(CAUSAL, row_a, ql, kl) : 0;
+  const int lim_b = row_b < ql ? key_limit(CAUSAL, row_b, ql, kl) : 0;
+
+  constexpr int KS = HD / 16;  // k-steps over the head dim
+  constexpr int NT = kBlockN / 8;
+  constexpr int DT = HD / 8;
+  float o[DT][4];
+#pragma unroll
+  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+  uint32_t qf[KS][4];
+
+  load_tile<T, HD, kBlockM>(sq, qg, a.qs[2], vrows, tid);
+  if (nblocks > 0) {
+    load_tile<T, HD, kBlockN>(sk, kg, a.ks[2], min(kBlockN, kend), tid);
+    load_tile<T, HD, kBlockN>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
+  }
+  cp_async_commit();
+
+  for (int j = 0; j < nblocks; ++j) {
+    const int n0 = j * kBlockN;
+    if (j + 1 < nblocks) {
+      const int n1 = n0 + kBlockN, st = (j + 1) & 1;
+      load_tile<T, HD, kBlockN>(sk + st * kBlockN * HD, kg + int64_t(n1) * a.ks[2], a.ks[2], min(kBlockN, kend - n1), tid);
+      load_tile<T, HD, kBlockN>(sv + st * kBlockN * HD, vg + int64_t(n1) * a.vs[2], a.vs[2], min(kBlockN, kend - n1), tid);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if (j == 0) {
+#pragma unroll
+      for (int ks = 0; ks < KS; ++ks) {
+        const int r = warp * 16 + (lane % 16), c = ks * 2 + lane / 16;
+        ldmatrix_x4(qf[ks], sq + swz<HD>(r, c));
+      }
+    }
+    const T* kt = sk + (j & 1) * kBlockN * HD;
+    const T* vt = sv + (j & 1) * kBlockN * HD;
+
+    // S = Q K^T for this warp's 16 rows x 64 keys.
+    float s[NT][4];
+#pragma unroll
+    for (int i = 0; i < NT; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.f;
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+#pragma unroll
+      for (int nt = 0; nt < NT; nt += 2) {
+        uint32_t kb[4];
+        const int mtx = lane / 8;
+        const int r = nt * 8 + (mtx / 2) * 8 + (lane % 8), c = ks * 2 + (mtx % 2);
+        ldmatrix_x4(kb, kt + swz<HD>(r, c));
+        MmaType<T>::mma(s[nt], qf[ks], kb);
+        MmaType<T>::mma(s[nt + 1], qf[ks], kb + 2);
+      }
+    }
+
+    // Scale, mask (only where some key of the block is hidden from some row), online softmax.
+    const bool masked = n0 + kBlockN > lim_min;
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = n0 + nt * 8 + (lane % 4) * 2 + e;
+        float va = s[nt][e] * a.qk_scale, vb = s[nt][2 + e] * a.qk_scale;
+        if (masked) {
+          va = col < lim_a ? va : -INFINITY;
+          vb = col < lim_b ? vb : -INFINITY;
+        }
+        s[nt][e] = va;
+        s[nt][2 + e] = vb;
+        mx_a = fmaxf(mx_a, va);
+        mx_b = fmaxf(mx_b, vb);
+      }
+    }
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+    }
+    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+    // A row that has seen no key keeps m = -inf; exp2 against 0 then gives exact zeros.
+    const float mu_a = mn_a == -INFINITY ? 0.f : mn_a, mu_b = mn_b == -INFINITY ? 0.f : mn_b;
+    const float al_a = exp2f(m_a - mu_a), al_b = exp2f(m_b - mu_b);
+    m_a = mn_a;
+    m_b = mn_b;
+    float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+      s[nt][0] = exp2f(s[nt][0] - mu_a);
+      s[nt][1] = exp2f(s[nt][1] - mu_a);
+      s[nt][2] = exp2f(s[nt][2] - mu_b);
+      s[nt][3] = exp2f(s[nt][3] - mu_b);
+      sum_a += s[nt][0] + s[nt][1];
+      sum_b += s[nt][2] + s[nt][3];
+    }
+    l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced once at the end
+    l_b = l_b * al_b + sum_b;
+#pragma unroll
+    for (int dt = 0; dt < DT; ++dt) {
+      o[dt][0] *= al_a;
+      o[dt][1] *= al_a;
+      o[dt][2] *= al_b;
+      o[dt][3] *= al_b;
+    }
+
+    // O += P V: the S fragments of two adjacent 8-key tiles form one m16k16 A fragment.
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      uint32_t pa[4];
+      pa[0] = MmaType<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[1] = MmaType<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[2] = MmaType<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[3] = MmaType<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int dt = 0; dt < DT; dt += 2) {
+        uint32_t vb[4];
+        const int mtx = lane / 8;
+        const int r = kk * 16 + (mtx % 2) * 8 + (lane % 8), c = dt + mtx / 2;
+        ldmatrix_x4_trans(vb, vt + swz<HD>(r, c));
+        MmaType<T>::mma(o[dt], pa, vb);
+        MmaType<T>::mma(o[dt + 1], pa, vb + 2);
+      }
+    }
+    __syncthreads();  // the next iteration's prefetch overwrites this stage
+  }
+  cp_async_wait<0>();  // nothing may stay in flight when the CTA exits (no key block case)
+
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+  }
+  // l == 0: no visible key -> zeros, lse -inf; rows past q_len likewise. The zeros are written
+  // explicitly (not o * 0) so a NaN value in a key the row cannot see never leaks in; NaN l
+  // (NaN in what the row does see) gives NaN.
+  if (row_a >= ql) l_a = 0.f;
+  if (row_b >= ql) l_b = 0.f;
+  const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
+  T* og = static_cast<T*>(a.out) + b * a.os[0] + h * a.os[1];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    const int col = dt * 8 + (lane % 4) * 2;
+    if (row_a < a.Nq)
+      *reinterpret_cast<uint32_t*>(og + int64_t(row_a) * a.os[2] + col) =
+          l_a == 0.f ? 0u : MmaType<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
+    if (row_b < a.Nq)
+      *reinterpret_cast<uint32_t*>(og + int64_t(row_b) * a.os[2] + col) =
+          l_b == 0.f ? 0u : MmaType<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
+  }
+  if (a.lse && lane % 4 == 0) {
+    float* lg = a.lse + int64_t(bh) * a.Nq;
+    if (row_a < a.Nq) lg[row_a] = l_a == 0.f ? -INFINITY : (m_a + log2f(l_a)) * 0.69314718055994531f;
+    if (row_b < a.Nq) lg[row_b] = l_b == 0.f ? -INFINITY : (m_b + log2f(l_b)) * 0.69314718055994531f;
+  }
+}
+
+template <typename T, int HD, bool CAUSAL>
+void launch(const Args& a, int batch, cudaStream_t stream) {
+  constexpr size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
+  auto kernel = flash_fwd<T, HD, CAUSAL>;
+  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       static_cast<int>(smem));
+  if (attr != cudaSuccess)
+    throw std::runtime_error(std::string("attention: cuda backend: cannot reserve shared memory: ") +
+                             cudaGetErrorString(attr));
+  dim3 grid((a.Nq + kBlockM - 1) / kBlockM, batch * a.Hq);
+  kernel<<<grid, kWarps * 32, smem, stream>>>(a);
+}
+
+template <typename T>
+void dispatch_hd(const Args& a, int hd, bool causal, int batch, cudaStream_t stream) {
+  if (hd == 64) {
+    causal ? launch<T, 64, true>(a, batch, stream) : launch<T, 64, false>(a, batch, stream);
+  } else {
+    causal ? launch<T, 128, true>(a, batch, stream) : launch<T, 128, false>(a, batch, stream);
+  }
+}
+
+}  // namespace
+
+const char* attention_cuda_unsupported(const AttentionParams& p) {
+  if (p.dtype != DType::f16 && p.dtype != DType::bf16)
+    return "cuda backend: float16 or bfloat16 only (float32 goes to triton or torch)";
+  if (p.head_dim != 64 && p.head_dim != 128) return "cuda backend: head dim not supported (64 or 128)";
+  const uintptr_t mask = 15;
+  if ((reinterpret_cast<uintptr_t>(p.q) | reinterpret_cast<uintptr_t>(p.k) | reinterpret_cast<uintptr_t>(p.v) |
+       reinterpret_cast<uintptr_t>(p.out)) & mask)
+    return "cuda backend: q, k, v and out must be 16-byte aligned";
+  for (int i = 0; i < 3; ++i)
+    if ((p.q_stride[i] | p.k_stride[i] | p.v_stride[i] | p.out_stride[i]) % 8 != 0)
+      return "cuda backend: strides must be multiples of 8 elements";
+  if (p.q_len > (int64_t(1) << 30) || p.kv_len > (int64_t(1) << 30) || p.batch * p.q_heads > 65535)
+    return "cuda backend: sequence or batch x heads too large for one launch";
+  return "";
+}
+
+void attention_forward_cuda(const AttentionParams& p, void* stream) {
+  SONICORE_CHECK(p.q_heads >= 1 && p.kv_heads >= 1 && p.q_heads % p.kv_heads == 0,
+                 "attention: the query heads must be a positive multiple of the key/value heads");
+  const char* why = attention_cuda_unsupported(p);
+  SONICORE_CHECK(why[0] == '\0', std::string("attention: ") + why);
+  if (p.batch == 0 || p.q_len == 0) return;
+  Args a{};
+  a.q = p.q, a.k = p.k, a.v = p.v, a.out = p.out, a.lse = p.lse;
+  a.q_lens = p.q_lens, a.kv_lens = p.kv_lens;
+  for (int i = 0; i < 3; ++i) a.qs[i] = p.q_stride[i], a.ks[i] = p.k_stride[i], a.vs[i] = p.v_stride[i], a.os[i] = p.out_stride[i];
+  a.Hq = static_cast<int>(p.q_heads);
+  a.group = static_cast<int>(p.q_heads / p.kv_heads);
+  a.Nq = static_cast<int>(p.q_len);
+  a.Nk = static_cast<int>(p.kv_len);
+  a.qk_scale = p.scale * kLog2e;
+  cudaStream_t s = static_cast<cudaStream_t>(stream);
+  if (p.dtype == DType::f16)
+    dispatch_hd<__half>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), s);
+  else
+    dispatch_hd<__nv_bfloat16>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), s);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("attention: cuda backend: launch failed: ") + cudaGetErrorString(err));
+}
+
+}  // namespace sonicore
