@@ -13,6 +13,7 @@ namespace sonicore_py {
 
 void bind_core(py::module_& m);       // threads, ISA, build info
 void bind_stft(py::module_& m);       // FFT, STFT/iSTFT, streaming
+void bind_mel(py::module_& m);        // mel projection (CPU), fused STFT kernels (CUDA)
 void bind_attention(py::module_& m);  // attention, attention_probs
 void bind_sampling(py::module_& m);   // flow_step
 void bind_align(py::module_& m);      // DTW, median filter

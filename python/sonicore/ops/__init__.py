@@ -3,6 +3,8 @@ reference), validates its input, and returns the same kind of array it was given
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 # name -> submodule that defines it; imported on first use so that `import sonicore.ops`
 # stays cheap and never needs triton or a GPU.
@@ -23,6 +25,24 @@ def __getattr__(name):
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'sonicore.ops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
+    module = importlib.import_module(f"{__name__}.{mod}")
+    # Importing a submodule named like one of its functions (ops.stft) binds the package
+    # attribute to the module; bind every export of that module to its object instead.
+    for export, owner in _EXPORTS.items():
+        if owner == mod and hasattr(module, export):
+            globals()[export] = getattr(module, export)
+    return getattr(module, name)
+
+
+class _OpsModule(types.ModuleType):
+    """Importing a submodule makes Python set it as an attribute of this package; where a
+    submodule shares its name with the function it exports (ops.stft, ops.mel), keep the
+    function, so `ops.mel(...)` works whichever import ran first."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, types.ModuleType) and _EXPORTS.get(name) == name and hasattr(value, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _OpsModule

@@ -14,7 +14,9 @@ NaN / Inf in the signal propagate into the frames that contain them, like torch.
 """
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 from typing import Optional, Tuple
 
 import numpy as np
@@ -120,14 +122,33 @@ def _gpu_module():
                                  "this build (the cuda/triton STFT backends are missing)") from exc
 
 
+@functools.lru_cache(maxsize=None)
+def _gpu_missing() -> Optional[str]:
+    if importlib.util.find_spec("sonicore.ops._stft_gpu") is None:
+        return "the GPU STFT module sonicore.ops._stft_gpu is not part of this build"
+    return None
+
+
+def _reasons(device_type: str, n_fft: int) -> dict:
+    """Which backend can take an STFT call on data of this device (None) and why not (text)."""
+    reasons = device_reasons(device_type)
+    reasons["cpu"] = _cpu_reason(device_type, n_fft)
+    missing = _gpu_missing()
+    for name in ("cuda", "triton"):
+        if reasons[name] is None and missing:
+            reasons[name] = missing
+    return reasons
+
+
 def _cpu_reason(device_type: str, n_fft: int) -> Optional[str]:
     if device_type != "cpu":
         return f"the data is on {device_type}, the C++ kernel needs CPU memory"
     if not hasattr(C, "stft_forward"):
         return "this build of sonicore._C has no STFT kernels"
     if n_fft % 2:
-        return f"the C++ real FFT needs an even n_fft, got {n_fft}"
-    return None
+        return f"the C++ real FFT needs an even size, got {n_fft}"
+    why = C.fft_size_error(n_fft)
+    return why or None
 
 
 # ----------------------------------------------------------------------------- stft
@@ -181,8 +202,7 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
     n_frames = _num_frames(x2.shape[-1], n_fft, hop, center, pad_mode)
     n_bins = n_fft // 2 + 1 if onesided else n_fft
 
-    reasons = device_reasons(x2.device.type)
-    reasons["cpu"] = _cpu_reason(x2.device.type, n_fft)
+    reasons = _reasons(x2.device.type, n_fft)
     name = select_backend("stft", x2.device.type, backend, reasons)
     if name == "torch":
         out = _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, output,
@@ -215,15 +235,28 @@ def _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, outpu
     return torch.log(torch.clamp(mag, min=floor))
 
 
+def _empty(shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor; large ones come huge-page advised from the C++ side (their
+    first-touch page faults would otherwise cost as much as the transform)."""
+    count = 1
+    for s in shape:
+        count *= int(s)
+    nbytes = count * torch.empty(0, dtype=dtype).element_size()
+    if nbytes < (4 << 20):
+        return torch.empty(*shape, dtype=dtype)
+    raw = torch.from_numpy(C.alloc_output(nbytes))
+    return raw.view(dtype).reshape(shape)
+
+
 def _stft_cpu(x2, w, n_fft, hop, n_frames, n_bins, center, pad_mode, normalized, onesided,
               output, eps, floor):
     batch = x2.shape[0]
     if output == "complex":
-        buf = torch.empty(batch, n_frames, n_bins, dtype=torch.complex64 if x2.dtype == torch.float32
-                          else torch.complex128)
+        buf = _empty((batch, n_frames, n_bins), torch.complex64 if x2.dtype == torch.float32
+                     else torch.complex128)
         target = torch.view_as_real(buf)
     else:
-        buf = torch.empty(batch, n_frames, n_bins, dtype=x2.dtype)
+        buf = _empty((batch, n_frames, n_bins), x2.dtype)
         target = buf
     C.stft_forward(cpu_view(x2), cpu_view(w), n_fft, hop, bool(center), _PAD_CODE[pad_mode],
                    bool(normalized), bool(onesided), _OUTPUT_CODE[output], eps, floor,
@@ -246,7 +279,8 @@ def _spectrum(spec, name: str = "spec"):
     if t.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(t.shape)}); expected at least one frame")
     lead = tuple(t.shape[:-2])
-    return t.reshape(-1, *t.shape[-2:]), was_numpy, lead
+    # a lazily conjugated tensor (x.conj()) has no real view until resolved
+    return t.resolve_conj().reshape(-1, *t.shape[-2:]), was_numpy, lead
 
 
 def istft(spec, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[int] = None,
@@ -296,8 +330,7 @@ def istft(spec, n_fft: int, hop_length: Optional[int] = None, win_length: Option
         raise ValueError(f"hop_length ({hop}) must be <= n_fft ({n_fft}) for the inverse: "
                          "samples between frames could not be reconstructed")
 
-    reasons = device_reasons(s3.device.type)
-    reasons["cpu"] = _cpu_reason(s3.device.type, n_fft)
+    reasons = _reasons(s3.device.type, n_fft)
     if return_complex:
         for k in ("cpu", "cuda", "triton"):
             if reasons[k] is None:
@@ -328,7 +361,7 @@ def _istft_cpu(s3, w, n_fft, hop, center, normalized, length, trim, full):
     batch = s3.shape[0]
     n_out = length if length is not None else full - 2 * trim
     real_dtype = torch.float32 if s3.dtype == torch.complex64 else torch.float64
-    out = torch.empty(batch, n_out, dtype=real_dtype)
+    out = _empty((batch, n_out), real_dtype)
     # (B, F, T, 2) real view with any strides; the kernel reads bins with their stride.
     C.istft_forward(cpu_view(torch.view_as_real(s3)), cpu_view(w), n_fft, hop, bool(center),
                     bool(normalized), cpu_view(out))
@@ -510,15 +543,16 @@ class StreamingISTFT:
     that no later frame can change; ``flush(length=None)`` returns the rest (trimmed /
     zero-padded so the total equals ``length`` when given). Latency: a sample is final once
     the last frame overlapping it has been pushed: ``latency`` = n_fft - hop samples behind
-    the end of the newest frame (plus n_fft // 2 removed at the start when center=True).
+    the end of the newest frame. A StreamingSTFT -> StreamingISTFT chain (center=True) lags
+    by n_fft - hop samples right after a frame completes, at most n_fft - 1.
 
     Args:
         n_fft, hop_length, window, win_length, center, normalized: as for :func:`istft`.
         dtype: "float32" or "float64": output samples (frames are complex64 / complex128).
     """
 
-    def __init__(self, n_fft: int, hop_length: Optional[int] = None, window=None, *,
-                 win_length: Optional[int] = None, center: bool = True,
+    def __init__(self, n_fft: int, hop_length: Optional[int] = None, window=None,
+                 center: bool = True, *, win_length: Optional[int] = None,
                  normalized: bool = False, dtype="float32", _state=None):
         if _state is not None:
             self._s, self._dtype, self._as_torch, self.n_fft, self.hop_length = _state
@@ -555,7 +589,10 @@ class StreamingISTFT:
             raise TypeError(f"frames must be {want} for a {self._dtype} stream, got {t.dtype}")
         if t.dim() != 2 or t.shape[0] != self.n_fft // 2 + 1:
             raise ValueError(f"frames must have shape (F={self.n_fft // 2 + 1}, k), got {tuple(t.shape)}")
-        out = self._s.push(cpu_view(torch.view_as_real(t)))
+        if t.shape[1] == 0:
+            out = np.zeros(0, self._dtype)
+        else:
+            out = self._s.push(cpu_view(torch.view_as_real(t.resolve_conj())))
         return torch.from_numpy(out) if as_torch else out
 
     def flush(self, length: Optional[int] = None):
@@ -574,3 +611,17 @@ class StreamingISTFT:
         """An independent stream with the same state."""
         return StreamingISTFT(0, _state=(self._s.copy(), self._dtype, self._as_torch,
                                          self.n_fft, self.hop_length))
+
+
+class _CallableModule(type(importlib)):
+    """`import sonicore.ops.stft` binds the package attribute ops.stft to this module (Python's
+    import system does that after the module runs); calling it then still computes the STFT."""
+
+    def __call__(self, *args, **kwargs):
+        return stft(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
+
