@@ -50,6 +50,25 @@ def test_dtw_follows_a_planted_diagonal(rng):
     np.testing.assert_array_equal(p[0], owner)
 
 
+def _path_cost(x, path):
+    return float(x[path[0], path[1]].sum())
+
+
+@pytest.mark.parametrize("n, m", [(1, 9), (6, 40), (17, 73)])
+def test_dtw_open_end_and_open_begin_match_subproblems(rng, n, m):
+    """open_end = the best closed path over every text prefix; open_begin = the best closed
+    path over every start frame; each subproblem solved by openai-whisper's DTW."""
+    x = rng.standard_normal((n, m)) * 10
+    best = min(range(1, n + 1), key=lambda r: _path_cost(x, _whisper_dtw(x[:r])))
+    np.testing.assert_array_equal(dtw(x, open_end=True), _whisper_dtw(x[:best]))
+    starts = {c: _whisper_dtw(x[:, c:]) for c in range(m)}
+    c = min(starts, key=lambda c: _path_cost(x[:, c:], starts[c]))
+    want = starts[c] + np.array([[0], [c]])
+    np.testing.assert_array_equal(dtw(x, open_begin=True), want)
+    np.testing.assert_array_equal(dtw_reference(x, open_end=True), dtw(x, open_end=True))
+    np.testing.assert_array_equal(dtw_reference(x, open_begin=True), want)
+
+
 def test_dtw_bad_input():
     with pytest.raises(ValueError, match="tokens, frames"):
         dtw(np.zeros(5, np.float32))
@@ -99,6 +118,11 @@ def test_dtw_cuda_matches_cpu(rng, n, m):
     got = dtw(torch.from_numpy(x).cuda(), backend="cuda")
     for k in range(3):
         np.testing.assert_array_equal(got[k].cpu().numpy(), _whisper_dtw(x[k].astype(np.float64)))
+    for flags in (dict(open_end=True), dict(open_begin=True), dict(open_end=True, open_begin=True)):
+        got = dtw(torch.from_numpy(x).cuda(), backend="cuda", **flags)
+        want = dtw(x.astype(np.float64), **flags)
+        for k in range(3):
+            np.testing.assert_array_equal(got[k].cpu().numpy(), want[k])
 
 
 @requires_cuda
