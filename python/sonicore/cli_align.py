@@ -28,8 +28,9 @@ def _cmd_align(args) -> int:
     result.save(out, word_level_lrc=not args.line_lrc)
     if args.plot:
         from .io.audio import load_audio
+        from .ops import whisper_log_mel
         audio, sr = load_audio(args.audio, sr=16000, mono=True)
-        result.plot(args.plot, audio=audio[0], sr=sr)
+        result.plot(args.plot, audio=audio[0], sr=sr, mel=whisper_log_mel(audio[0]))
     if not args.quiet:
         print(f"{len(result.words)} words on {result.duration:.1f} s of audio -> {out}")
     return 0
