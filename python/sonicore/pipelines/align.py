@@ -554,9 +554,9 @@ class Aligner:
                         keep += 1
                     # Words the audio does not support get a near-zero teacher-forced probability
                     # (an instrumental stretch, or text that comes later): the window keeps only
-                    # the words before the first such run of eight.
-                    absent = next((k for k in range(keep)
-                                   if np.mean([t[2] for t in times[k:k + _ABSENT_RUN]]) < _ABSENT_P), None)
+                    # the words before the first such run of eight (starting on an unlikely word).
+                    absent = next((k for k in range(keep) if times[k][2] < _ABSENT_P
+                                   and np.mean([t[2] for t in times[k:k + _ABSENT_RUN]]) < _ABSENT_P), None)
                     if absent is not None:
                         keep = absent
                     misplaced = next((k for k in range(keep) if _misplaced(times, k)), None)
