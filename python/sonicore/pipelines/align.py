@@ -519,14 +519,15 @@ class Aligner:
                 if f0 >= total:
                     raise ValueError(f"the text is longer than the audio can hold: {len(specs) - w0} words are "
                                      "left after the end of the audio")
-                end, cut = min(f0 + win, total), False
+                end, cut, tail = min(f0 + win, total), False, False
                 for a, b in pauses:                     # a long pause inside the window ends the window
                     stop = int(a * 100) + keep_pause
                     if f0 + 100 < stop < end:
-                        end, cut = stop, True
+                        # silence up to the end of the file: this is the last window
+                        end, cut, tail = stop, int(b * 100) < total - 1, int(b * 100) >= total - 1
                         break
                 n_frames = end - f0
-                last = not cut and end == total
+                last = tail or (not cut and end == total)
                 budget = max_tokens
                 if not last and rate is not None:
                     budget = min(max_tokens, int(rate * n_frames / 100 * 1.5) + 24)
