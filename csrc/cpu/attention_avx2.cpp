@@ -1,4 +1,6 @@
 // AVX2/FMA instantiation of the CPU attention kernel (compiled with -mavx2 -mfma by CMake).
+// Only x86 builds compile this copy; pick() never asks for it elsewhere.
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
 #include "attention_impl.h"
@@ -54,3 +56,5 @@ const Kernels& kernels_avx2() { return make_kernels<Avx2>(); }
 
 }  // namespace attn
 }  // namespace sonicore
+
+#endif  // x86

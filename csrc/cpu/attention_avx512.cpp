@@ -1,4 +1,6 @@
 // AVX-512 instantiation of the CPU attention kernel (compiled with -mavx512f ... by CMake).
+// Only x86 builds compile this copy; pick() never asks for it elsewhere.
+#if defined(__x86_64__) || defined(__i386__)
 // GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512 mask
 // intrinsics (avx512fintrin.h); they are not about this file's code.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -58,3 +60,5 @@ const Kernels& kernels_avx512() { return make_kernels<Avx512>(); }
 
 }  // namespace attn
 }  // namespace sonicore
+
+#endif  // x86

@@ -1,5 +1,6 @@
-// CPU attention driver: validates the call, packs K and V once into float32 panels, then runs
-// the tiled forward over (batch x heads x query blocks) on sonicore's pool with the best ISA.
+// CPU attention driver: validates the call, converts K and V to float32 rows when they are not
+// float32 already, then runs the tiled forward over (batch x heads x query blocks) on
+// sonicore's pool with the best ISA of this CPU.
 #include <algorithm>
 #include <string>
 
@@ -11,11 +12,40 @@ namespace sonicore {
 namespace attn {
 namespace {
 
-// Portable copy: 16 floats in plain arrays, which the compiler vectorises with the baseline ISA.
+// Portable copy (non-x86 CPUs, or SONICORE_ISA=scalar): 16-float vectors written with the
+// GCC/Clang vector extension, which the compiler lowers to the baseline SIMD (SSE2, NEON);
+// other compilers get plain arrays.
 struct Portable {
+#if defined(__GNUC__) || defined(__clang__)
+  // 4-float vectors map one-to-one onto SSE2 / NEON registers, so the accumulators stay in them.
+  static constexpr int W = 4;
+  static constexpr int MR_QK = 1;  // 1 key x 32 queries = 8 vector accumulators
+  static constexpr bool WIDE_QK = false;
+  static constexpr int MR_PV = 2;  // 2 queries x 16 channels = 8 vector accumulators
+  typedef float reg __attribute__((vector_size(16)));
+  static reg load(const float* p) {
+    reg r;
+    std::memcpy(&r, p, sizeof(r));
+    return r;
+  }
+  static void store(float* p, reg r) { std::memcpy(p, &r, sizeof(r)); }
+  static reg set1(float x) { return reg{} + x; }
+  static reg zero() { return reg{}; }
+  static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static reg mul(reg a, reg b) { return a * b; }
+  static reg add(reg a, reg b) { return a + b; }
+  static reg sub(reg a, reg b) { return a - b; }
+  static reg max(reg a, reg b) { return a < b ? b : a; }
+  static reg mask_ge(reg s, reg j, reg lim) { return j < lim ? s : set1(kNegInf); }
+  static reg neginf_to_zero(reg m) { return m == set1(kNegInf) ? zero() : m; }
+  static reg exp2(reg a) {
+    for (int i = 0; i < W; ++i) a[i] = std::exp2(a[i]);
+    return a;
+  }
+#else
   static constexpr int W = 16;
   static constexpr int MR_QK = 2;
-  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
+  static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;
   struct reg {
     float v[16];
@@ -32,31 +62,21 @@ struct Portable {
     return r;
   }
   static reg zero() { return set1(0.0f); }
+  template <class F>
+  static reg map2(const reg& a, const reg& b, F f) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = f(a.v[i], b.v[i]);
+    return r;
+  }
   static reg fma(const reg& a, const reg& b, const reg& c) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i] + c.v[i];
     return r;
   }
-  static reg mul(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] * b.v[i];
-    return r;
-  }
-  static reg add(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] + b.v[i];
-    return r;
-  }
-  static reg sub(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] - b.v[i];
-    return r;
-  }
-  static reg max(const reg& a, const reg& b) {
-    reg r;
-    for (int i = 0; i < W; ++i) r.v[i] = a.v[i] < b.v[i] ? b.v[i] : a.v[i];
-    return r;
-  }
+  static reg mul(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x * y; }); }
+  static reg add(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x + y; }); }
+  static reg sub(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x - y; }); }
+  static reg max(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x < y ? y : x; }); }
   static reg mask_ge(const reg& s, const reg& j, const reg& lim) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = j.v[i] < lim.v[i] ? s.v[i] : kNegInf;
@@ -67,12 +87,13 @@ struct Portable {
     for (int i = 0; i < W; ++i) r.v[i] = m.v[i] == kNegInf ? 0.0f : m.v[i];
     return r;
   }
-  static reg exp2_finite(const reg& a) { return exp2(a); }
   static reg exp2(const reg& a) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = std::exp2(a.v[i]);
     return r;
   }
+#endif
+  static reg exp2_finite(const reg& a) { return exp2(a); }
 };
 
 const Kernels& pick(int cap) {
@@ -110,7 +131,7 @@ struct Converted {
 
 // Fills cx.kbase/ks and cx.vbase/vs: the caller's float32 rows when possible, else converted
 // rows (keys past kv_len are never read, so only valid keys are converted).
-Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
+Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& kern) {
   Converted cv;
   const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
   const bool k_direct = p.dtype == DType::f32;
@@ -143,11 +164,11 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v) {
       const int64_t kl = p.kv_lens ? p.kv_lens[b] : N;
       for (int64_t j = c * kRows; j < std::min(kl, (c + 1) * kRows); ++j) {
         if (conv_k)
-          load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f,
+          kern.load_row(p.k, p.dtype, b * p.k_stride[0] + h * p.k_stride[1] + j * p.k_stride[2], D, 1.0f,
                    kout + (bh * N + j) * D);
         if (conv_v) {
           float* dst = vout + (bh * N + j) * Dp;
-          load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
+          kern.load_row(p.v, p.dtype, b * p.v_stride[0] + h * p.v_stride[1] + j * p.v_stride[2], D, 1.0f, dst);
           std::fill(dst + D, dst + Dp, 0.0f);
         }
       }
@@ -183,8 +204,8 @@ void attention_forward_cpu(const AttentionParams& p) {
   while (mq > kQueryChunk && bh * ((p.q_len + mq - 1) / mq) < 4 * num_threads()) mq -= kQueryChunk;
   cx.Mq = mq;
   cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
-  Converted cv = prepare_kv(p, cx, true);
   const Kernels& kern = pick(p.isa);
+  Converted cv = prepare_kv(p, cx, true, kern);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }
@@ -205,8 +226,8 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
   cx.heads = heads;
   cx.num_heads = num_heads;
   cx.probs = probs;
-  Converted cv = prepare_kv(p, cx, false);
   const Kernels& kern = pick(p.isa);
+  Converted cv = prepare_kv(p, cx, false, kern);
   parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
 }

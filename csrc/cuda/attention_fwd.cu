@@ -123,7 +123,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int bh = blockIdx.y, b = bh / a.Hq, h = bh % a.Hq, hk = h / a.group;
-  const int m0 = blockIdx.x * kBlockM;
+  // Causal: the last query blocks see the most keys, so they are scheduled first (no long tail).
+  const int m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBlockM;
   const int ql = a.q_lens ? a.q_lens[b] : a.Nq;
   const int kl = a.kv_lens ? a.kv_lens[b] : a.Nk;
 
@@ -301,8 +302,9 @@ template <typename T, int HD, bool CAUSAL>
 void launch(const Args& a, int batch, cudaStream_t stream) {
   constexpr size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
   auto kernel = flash_fwd<T, HD, CAUSAL>;
-  static const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       static_cast<int>(smem));
+  // Set on every launch (cheap): the attribute belongs to the current device's context.
+  const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(smem));
   if (attr != cudaSuccess)
     throw std::runtime_error(std::string("attention: cuda backend: cannot reserve shared memory: ") +
                              cudaGetErrorString(attr));

@@ -167,7 +167,8 @@ def _torch_attention(qb, kb, vb, scale, causal, q_lens, kv_lens):
 
 # ----------------------------------------------------------------------------- backends
 
-def _backend_reasons(qb, shape, want_lse, kv=()):
+def _backend_reasons(qb, shape, kv=()):
+    """backend -> None if it can take this call, else the sentence why not."""
     B, Hq, Hkv, Nq, Nk, D = shape
     dev = qb.device.type
     reasons = _backend.device_reasons(dev)
@@ -213,7 +214,7 @@ def _lens_np(lens: Optional[torch.Tensor]):
 def _run_cpu(qb, kb, vb, out, lse, scale, causal, q_lens, kv_lens):
     qb, kb, vb = (_last_dim_dense(t) for t in (qb, kb, vb))
     _backend.C.attention_forward(_np_view(qb), _np_view(kb), _np_view(vb), _np_view(out),
-                                 lse.numpy(), _dtype_tag(qb.dtype), scale, causal,
+                                 None if lse is None else lse.numpy(), _dtype_tag(qb.dtype), scale, causal,
                                  _lens_np(q_lens), _lens_np(kv_lens), _CPU_ISA_CAP)
 
 
@@ -273,17 +274,23 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
     causal = bool(causal)
     ql = _check_lens(q_lens, "q_lens", B, Nq, qt.device)
     kl = _check_lens(kv_lens, "kv_lens", B, Nk, qt.device)
-    reasons = _backend_reasons(qb, shape, return_lse, (kb, vb))
-    name = _backend.select_backend("attention", qt.device.type, backend, reasons)
+    if backend is None and qt.device.type == "cpu" and hasattr(_backend.C, "attention_forward"):
+        name = "cpu"  # the common case, decided without building every backend's reason
+    else:
+        reasons = _backend_reasons(qb, shape, (kb, vb))
+        name = _backend.select_backend("attention", qt.device.type, backend, reasons)
 
     out_full = torch.empty_like(qt, memory_format=torch.contiguous_format)  # in the caller's layout
     ob = _as_bhnd(out_full, layout)
-    lse = torch.empty((B, Hq, Nq), dtype=torch.float32, device=qt.device)
+    # The C++ kernel skips the lse when it is not wanted; the other backends always write it.
+    need_lse = return_lse or name != "cpu"
+    lse = torch.empty((B, Hq, Nq), dtype=torch.float32, device=qt.device) if need_lse else None
     if B * Hq * Nq == 0:
         pass
     elif Nk == 0:
         ob.zero_()
-        lse.fill_(float("-inf"))
+        if lse is not None:
+            lse.fill_(float("-inf"))
     elif name == "torch":
         o, l = _torch_attention(qb, kb, vb, scale, causal, ql, kl)
         ob.copy_(o)
