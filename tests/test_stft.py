@@ -81,6 +81,17 @@ def test_two_sided_normalized_and_real_output(rng):
     assert _rel(got, ref) < 1e-12
 
 
+def test_torch_only_pad_modes_fall_back_to_torch(rng):
+    x = rng.standard_normal(1001)
+    w = np.hanning(128)
+    for mode in ("replicate", "circular"):
+        ref = torch.stft(torch.from_numpy(x), 128, 32, window=torch.from_numpy(w), pad_mode=mode,
+                         return_complex=True).numpy()
+        assert _rel(stft(x, 128, 32, window=w, pad_mode=mode), ref) < 1e-12
+        with pytest.raises(_backend.BackendUnavailable, match="torch backend only"):
+            stft(x, 128, 32, window=w, pad_mode=mode, backend="cpu")
+
+
 def test_default_window_is_rectangular_like_torch(rng):
     x = rng.standard_normal(1000)
     got = stft(x, 128, 32, win_length=100, backend="cpu")

@@ -23,6 +23,20 @@ def _backends():
     return names
 
 
+def _assert_close(ours, ref, output, dtype):
+    """Tolerance from the dtype, relative to the spectrum's scale. A log-magnitude is only as
+    well conditioned as its magnitude: two float32 FFTs (ours vs torch.stft's, e.g. cuFFT
+    plans of different layouts) can differ by ~1e-7 of the frame's scale, which is a large
+    relative error in a near-zero bin; so logs are compared through their magnitudes."""
+    tol = 2e-5 if dtype == torch.float32 else 1e-11
+    assert ours.shape == ref.shape
+    if output == "log_magnitude":
+        ours, ref = torch.exp(ours), torch.exp(ref)
+    scale = max(1.0, ref.abs().max().item())
+    err = (ours - ref).abs().max().item() / scale
+    assert err <= tol, err
+
+
 def _ref_out(spec, output, eps, floor):
     if output == "complex":
         return spec
@@ -55,9 +69,7 @@ def test_gpu_stft_matches_torch(rng, dtype, output):
                     ref = _ref_out(torch.stft(x, n_fft, hop, window=w, center=center, pad_mode=pad_mode,
                                               normalized=normalized, onesided=onesided, return_complex=True),
                                    output, 1e-9, 1e-5)
-                    tol = 2e-5 if dtype == torch.float32 else 1e-11
-                    err = (ours - ref).abs().max().item() / max(1.0, ref.abs().max().item())
-                    assert ours.shape == ref.shape and err <= tol, (backend, n_fft, center, pad_mode, err)
+                    _assert_close(ours, ref, output, dtype)
 
 
 @requires_cuda
@@ -96,10 +108,26 @@ def test_gpu_roundtrip_and_nola(rng):
 
 
 @requires_cuda
-def test_gpu_mel_front_ends_match_cpu(rng):
+def test_gpu_whisper_log_mel(rng):
+    """On the GPU (both backends, float32 like openai-whisper) vs openai-whisper on the same
+    GPU and the float64 truth re-derived here with torch + librosa. Float32 FFTs disagree on
+    bands holding one near-zero bin (docs/mel.md), so elements beyond 1e-5 must be rare and
+    our error vs the truth at most 2x whisper's own."""
+    import librosa
+    import numpy as np
     import sonicore.ops as ops
+    whisper = pytest.importorskip("whisper")
     x = torch.from_numpy(rng.standard_normal(16000 * 5 + 3) * 0.1).float()
+    s = torch.stft(x.double(), 400, 160, window=torch.hann_window(400, dtype=torch.float64), return_complex=True)
+    basis = torch.from_numpy(librosa.filters.mel(sr=16000, n_fft=400, n_mels=80, dtype=np.float64))
+    lg = torch.clamp(basis @ s[..., :-1].abs() ** 2, min=1e-10).log10()
+    exact = (torch.maximum(lg, lg.max() - 8.0) + 4.0) / 4.0
+    ref = whisper.audio.log_mel_spectrogram(x.cuda(), 80).cpu().double()
     for backend in _backends():
-        ours = ops.whisper_log_mel(x.cuda(), 80, backend=backend).cpu()
-        ref = ops.whisper_log_mel(x, 80, backend="torch")
-        assert (ours - ref).abs().max().item() <= 1e-5
+        ours = ops.whisper_log_mel(x.cuda(), 80, backend=backend).cpu().double()
+        assert ours.shape == ref.shape
+        # DESIGN.md's rule for reduced precision: our error at most 2x the framework's own.
+        ours_err = (ours - exact).abs().max().item()
+        ref_err = (ref - exact).abs().max().item()
+        assert ours_err <= max(1e-5, 2 * ref_err), (backend, ours_err, ref_err)
+        assert ((ours - ref).abs() > 1e-5).double().mean().item() <= 1e-3

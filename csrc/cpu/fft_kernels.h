@@ -120,9 +120,12 @@ inline void dft_generic(V* ar, V* ai, int radix, const T* root_re, const T* root
 constexpr int kMaxRadix = 64;  // largest radix a plan may use (prime factors above it are refused)
 
 // One Stockham stage: y[u + q*(r*p + k)] = tw^(p k) * DFT_r(x[u + q*(p + j*m)])_k.
-template <class O, class T>
-void run_stage(const Stage<T>& st, const T* xr, const T* xi, T* yr, T* yi) {
-  const int r = st.radix;
+// R is the radix as a compile-time constant (so the butterfly lives in registers), or 0 for
+// the generic path that reads it from the stage.
+template <class O, class T, int R>
+void run_stage_r(const Stage<T>& st, const T* xr, const T* xi, T* yr, T* yi) {
+  constexpr int kSlots = R > 0 ? R : kMaxRadix;
+  const int r = R > 0 ? R : st.radix;
   const int64_t m = st.m, q = st.q;
   for (int64_t p = 0; p < m; ++p) {
     const T* twr = st.tw_re.data() + p * (r - 1);
@@ -135,20 +138,18 @@ void run_stage(const Stage<T>& st, const T* xr, const T* xi, T* yr, T* yi) {
     vloop<O>(q, [&](auto ops, int64_t u) {
       using P = decltype(ops);
       using V = typename P::V;
-      V ar[kMaxRadix], ai[kMaxRadix];
+      V ar[kSlots], ai[kSlots];
       for (int j = 0; j < r; ++j) {
         ar[j] = P::load(inr + u + q * m * j);
         ai[j] = P::load(ini + u + q * m * j);
       }
-      switch (r) {
-        case 2: dft2<P>(ar, ai); break;
-        case 3: dft3<P>(ar, ai); break;
-        case 4: dft4<P>(ar, ai); break;
-        case 5: dft5<P>(ar, ai); break;
-        default: {
-          V br[kMaxRadix], bi[kMaxRadix];
-          dft_generic<P>(ar, ai, r, st.root_re.data(), st.root_im.data(), br, bi);
-        }
+      if constexpr (R == 2) dft2<P>(ar, ai);
+      else if constexpr (R == 3) dft3<P>(ar, ai);
+      else if constexpr (R == 4) dft4<P>(ar, ai);
+      else if constexpr (R == 5) dft5<P>(ar, ai);
+      else {
+        V br[kSlots], bi[kSlots];
+        dft_generic<P>(ar, ai, r, st.root_re.data(), st.root_im.data(), br, bi);
       }
       P::store(outr + u, ar[0]);
       P::store(outi + u, ai[0]);
@@ -164,6 +165,17 @@ void run_stage(const Stage<T>& st, const T* xr, const T* xi, T* yr, T* yi) {
         P::store(outi + u + q * k, vi);
       }
     });
+  }
+}
+
+template <class O, class T>
+void run_stage(const Stage<T>& st, const T* xr, const T* xi, T* yr, T* yi) {
+  switch (st.radix) {
+    case 2: run_stage_r<O, T, 2>(st, xr, xi, yr, yi); break;
+    case 3: run_stage_r<O, T, 3>(st, xr, xi, yr, yi); break;
+    case 4: run_stage_r<O, T, 4>(st, xr, xi, yr, yi); break;
+    case 5: run_stage_r<O, T, 5>(st, xr, xi, yr, yi); break;
+    default: run_stage_r<O, T, 0>(st, xr, xi, yr, yi); break;
   }
 }
 

@@ -178,14 +178,26 @@ void istft(const T* spec, int64_t batch, int64_t bins, int64_t frames, int64_t s
   split_window(window, n, we, wo);
   for (int64_t i = 0; i < n; ++i) w2[size_t(i)] = window[i] * window[i];
 
-  // Window envelope over [0, valid_end): away from the edges it repeats with period hop
-  // (same terms in the same order), so those samples copy the value one hop earlier.
-  std::vector<T> env(static_cast<size_t>(std::max<int64_t>(valid_end, 0)));
-  for (int64_t j = 0; j < valid_end; ++j)
-    env[size_t(j)] = (j >= n && j < frames * hop) ? env[size_t(j - hop)]
-                                                  : envelope_at(w2, n, hop, frames, j);
-  for (int64_t j = trim; j < valid_end; ++j)
-    SONICORE_CHECK(env[size_t(j)] > T(kNolaEps), kNolaMessage);
+  // Window envelope (summed squared window). Away from the edges, j in [n, frames*hop), the
+  // value at j sums the same terms in the same order as at j - hop, so one period of `hop`
+  // values serves the whole interior; edge samples are summed directly. (Bitwise the values a
+  // stream accumulates frame by frame.)
+  const int64_t interior_end = frames * hop;
+  std::vector<T> period(static_cast<size_t>(hop));
+  for (int64_t r = 0; r < hop; ++r) period[size_t(r)] = envelope_at(w2, n, hop, frames, n + r);
+  auto env_at = [&](int64_t j) {
+    return (j >= n && j < interior_end) ? period[size_t((j - n) % hop)] : envelope_at(w2, n, hop, frames, j);
+  };
+  {
+    const int64_t in_lo = std::max(n, trim), in_hi = std::min(interior_end, valid_end);
+    for (int64_t j = trim; j < valid_end; ++j) {
+      if (j >= in_lo + hop && j < in_hi) {  // the rest of the interior repeats what was checked
+        j = in_hi - 1;
+        continue;
+      }
+      SONICORE_CHECK(env_at(j) > T(kNolaEps), kNolaMessage);
+    }
+  }
 
   const T scale = T(p.normalized ? std::sqrt(double(n)) : 1.0);
   // Output blocks are independent: each sums the frames that touch it in frame order, so the
@@ -212,7 +224,17 @@ void istft(const T* spec, int64_t batch, int64_t bins, int64_t frames, int64_t s
         for (int64_t j = s0; j < s1; ++j) acc[size_t(j - a)] += frame[size_t(j - t * hop)];
       }
       T* o = out + bi * length;
-      for (int64_t j = a; j < z; ++j) o[j - trim] = acc[size_t(j - a)] / env[size_t(j)];
+      const int64_t lo = std::min(z, std::max(a, n)), hi = std::max(lo, std::min(z, interior_end));
+      for (int64_t j = a; j < lo; ++j) o[j - trim] = acc[size_t(j - a)] / env_at(j);
+      for (int64_t j = lo; j < hi;) {  // runs of one period: a loop the compiler vectorises
+        const int64_t r = (j - n) % hop, run = std::min(hop - r, hi - j);
+        T* dst = o + (j - trim);
+        const T* src = acc.data() + (j - a);
+        const T* env = period.data() + r;
+        for (int64_t i = 0; i < run; ++i) dst[i] = src[i] / env[i];
+        j += run;
+      }
+      for (int64_t j = hi; j < z; ++j) o[j - trim] = acc[size_t(j - a)] / env_at(j);
     }
   });
   // Requested samples past the last frame are zero, like torch.istft's length=.
@@ -250,11 +272,12 @@ int64_t StftStream<T>::frames_ready(int64_t count) const {
 }
 
 template <class T>
-void StftStream<T>::emit(int64_t t, int64_t total, bool at_end, T* out) {
+void StftStream<T>::emit(int64_t t, T* out) {
+  // Mid-stream frames never reach past the samples pushed so far; at flush the right edge of
+  // total_ is the end of the signal, where the padding starts.
   const int64_t pad = p_.center ? p_.n_fft / 2 : 0;
-  const T* f = padded_frame(buf_.data(), buf_start_, total, t * p_.hop - pad, p_.n_fft, p_.pad_mode,
+  const T* f = padded_frame(buf_.data(), buf_start_, total_, t * p_.hop - pad, p_.n_fft, p_.pad_mode,
                             tmp_.data());
-  (void)at_end;
   fft::forward_frame(*plan_, f, we_.data(), wo_.data(), opt_, out, work_.data());
 }
 
@@ -266,7 +289,7 @@ int64_t StftStream<T>::push(const T* x, int64_t count, T* out) {
   const int64_t row = row_size();
   int64_t k = 0;
   while (complete(next_, total_)) {
-    emit(next_, total_, false, out + k * row);
+    emit(next_, out + k * row);
     ++next_;
     ++k;
   }
@@ -292,7 +315,7 @@ int64_t StftStream<T>::flush(T* out) {
   const int64_t frames = num_frames(total_, p_);
   const int64_t row = row_size();
   int64_t k = 0;
-  for (int64_t t = next_; t < frames; ++t, ++k) emit(t, total_, true, out + k * row);
+  for (int64_t t = next_; t < frames; ++t, ++k) emit(t, out + k * row);
   reset();
   return k;
 }
@@ -410,14 +433,12 @@ int64_t IstftStream<T>::flush_samples(int64_t length) const {
 template <class T>
 int64_t IstftStream<T>::flush(int64_t length, T* out) {
   const int64_t count = flush_samples(length);
-  const int64_t trim = p_.center ? p_.n_fft / 2 : 0;
   const int64_t full = p_.n_fft + p_.hop * (frames_ - 1);
   const int64_t end = emitted_ + count;
   const int64_t ola_end = std::min(end, full);
   const int64_t before = emitted_;
   if (ola_end > emitted_) emit(ola_end, out);
   for (int64_t j = std::max(ola_end, before); j < end; ++j) out[j - before] = T(0);
-  (void)trim;
   reset();
   return count;
 }

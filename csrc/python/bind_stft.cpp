@@ -312,11 +312,12 @@ py::array alloc_output(int64_t nbytes) {
         munmap(mp->base, mp->len);
         delete mp;
       });
-      return py::array(py::dtype("uint8"), {nbytes}, {int64_t(1)}, reinterpret_cast<uint8_t*>(p), keep);
+      return py::array(py::dtype("uint8"), std::vector<py::ssize_t>{py::ssize_t(nbytes)},
+                       std::vector<py::ssize_t>{1}, reinterpret_cast<uint8_t*>(p), keep);
     }
   }
 #endif
-  return py::array(py::dtype("uint8"), {nbytes});
+  return py::array(py::dtype("uint8"), std::vector<py::ssize_t>{py::ssize_t(nbytes)});
 }
 
 }  // namespace

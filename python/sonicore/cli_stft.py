@@ -59,6 +59,9 @@ def run(args) -> int:
                          "(the input is never overwritten)")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    import sonicore
+    # Same thread count for both sides of the comparison.
+    torch.set_num_threads(sonicore.get_num_threads())
     audio, sr = load_audio(args.input)
     n_fft, hop = args.n_fft, args.hop
     if n_fft < 2 or not 1 <= hop <= n_fft // 2:
@@ -90,7 +93,8 @@ def run(args) -> int:
     seconds = audio.shape[1] / sr
     print(f"input      {args.input}: {audio.shape[0]} channel(s), {audio.shape[1]} samples, "
           f"{sr} Hz ({seconds:.2f} s)")
-    print(f"stft       n_fft {n_fft}, hop {hop}, periodic Hann, centred reflect padding, device {device}")
+    print(f"stft       n_fft {n_fft}, hop {hop}, periodic Hann, centred reflect padding, device {device}, "
+          f"{sonicore.get_num_threads()} thread(s) for sonicore and torch")
     print(f"error      sonicore: max abs {(y - x).abs().max().item():.3e}, relative L2 {rel(y, x):.3e}; "
           f"torch: relative L2 {rel(y_ref, x):.3e}")
     print(f"timing     stft+istft: sonicore {t_ours:.2f} ms, torch {t_ref:.2f} ms, ratio {t_ours / t_ref:.2f}")

@@ -81,8 +81,7 @@ class StftStream {
 
  private:
   bool complete(int64_t t, int64_t total) const;
-  const T* frame(int64_t t, int64_t total, bool at_end);
-  void emit(int64_t t, int64_t total, bool at_end, T* out);
+  void emit(int64_t t, T* out);
 
   std::shared_ptr<const fft::RealPlan<T>> plan_;
   StftParams p_;

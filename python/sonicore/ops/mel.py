@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Optional, Tuple, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -201,10 +201,6 @@ def _signal(x, name="audio"):
 def _projection_on_cpu(t: torch.Tensor, backend: Optional[str]) -> bool:
     """The fused C++ projection serves CPU data unless the torch reference is forced."""
     return t.device.type == "cpu" and backend != "torch"
-
-
-def _stft_backend(backend: Optional[str]) -> Optional[str]:
-    return backend
 
 
 @functools.lru_cache(maxsize=16)

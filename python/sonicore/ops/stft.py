@@ -30,6 +30,7 @@ __all__ = ["stft", "istft", "StreamingSTFT", "StreamingISTFT", "rfft", "irfft"]
 
 OUTPUTS = ("complex", "magnitude", "power", "log_magnitude")
 PAD_MODES = ("reflect", "constant")
+_TORCH_PAD_MODES = ("replicate", "circular")  # torch.stft's other modes: torch backend only
 _OUTPUT_CODE = {name: i for i, name in enumerate(OUTPUTS)}
 _PAD_CODE = {name: i for i, name in enumerate(PAD_MODES)}
 _FLOAT = (torch.float32, torch.float64)
@@ -167,7 +168,8 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
             zero-padded on both sides to n_fft (centred), like torch.stft.
         window: (win_length,) real array; None means rectangular (all ones), torch's default.
         center: pad n_fft // 2 samples on both sides so frame t is centred on sample t * hop.
-        pad_mode: "reflect" or "constant" (zeros) padding when center is True.
+        pad_mode: "reflect" or "constant" (zeros) padding when center is True ("replicate" and
+            "circular" are passed to torch.stft: torch backend only).
         normalized: scale the spectrum by 1 / sqrt(n_fft).
         onesided: return n_fft // 2 + 1 bins (default True for real input) or all n_fft bins.
         return_complex: complex (..., F, T) output, or real (..., F, T, 2) (re, im) when False.
@@ -186,8 +188,8 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
     n_fft, hop, win = _frame_params(n_fft, hop_length, win_length)
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    if pad_mode not in PAD_MODES + _TORCH_PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES + _TORCH_PAD_MODES}, got {pad_mode!r}")
     if not return_complex and output != "complex":
         raise ValueError("return_complex=False only applies to output='complex'")
     magnitude_eps = float(magnitude_eps)
@@ -203,6 +205,10 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
     n_bins = n_fft // 2 + 1 if onesided else n_fft
 
     reasons = _reasons(x2.device.type, n_fft)
+    if center and pad_mode in _TORCH_PAD_MODES:
+        for k in ("cpu", "cuda", "triton"):
+            if reasons[k] is None:
+                reasons[k] = f"pad_mode={pad_mode!r} is computed by the torch backend only"
     name = select_backend("stft", x2.device.type, backend, reasons)
     if name == "torch":
         out = _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, output,
@@ -457,11 +463,7 @@ class StreamingSTFT:
                  win_length: Optional[int] = None, center: bool = True,
                  pad_mode: str = "reflect", normalized: bool = False,
                  onesided: Optional[bool] = None, output: str = "complex",
-                 magnitude_eps: float = 0.0, log_floor: float = 1e-10, dtype="float32",
-                 _state=None):
-        if _state is not None:
-            self._s, self._dtype, self._as_torch, self._output, self.n_fft, self.hop_length = _state
-            return
+                 magnitude_eps: float = 0.0, log_floor: float = 1e-10, dtype="float32"):
         n_fft, hop, win = _frame_params(n_fft, hop_length, win_length)
         if n_fft % 2:
             raise ValueError(f"StreamingSTFT needs an even n_fft, got {n_fft}")
@@ -531,8 +533,10 @@ class StreamingSTFT:
 
     def copy(self) -> "StreamingSTFT":
         """An independent stream with the same state (pushes to one do not affect the other)."""
-        return StreamingSTFT(0, _state=(self._s.copy(), self._dtype, self._as_torch,
-                                        self._output, self.n_fft, self.hop_length))
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._s = self._s.copy()
+        return twin
 
 
 class StreamingISTFT:
@@ -553,10 +557,7 @@ class StreamingISTFT:
 
     def __init__(self, n_fft: int, hop_length: Optional[int] = None, window=None,
                  center: bool = True, *, win_length: Optional[int] = None,
-                 normalized: bool = False, dtype="float32", _state=None):
-        if _state is not None:
-            self._s, self._dtype, self._as_torch, self.n_fft, self.hop_length = _state
-            return
+                 normalized: bool = False, dtype="float32"):
         n_fft, hop, win = _frame_params(n_fft, hop_length, win_length)
         if n_fft % 2:
             raise ValueError(f"StreamingISTFT needs an even n_fft, got {n_fft}")
@@ -609,8 +610,10 @@ class StreamingISTFT:
 
     def copy(self) -> "StreamingISTFT":
         """An independent stream with the same state."""
-        return StreamingISTFT(0, _state=(self._s.copy(), self._dtype, self._as_torch,
-                                         self.n_fft, self.hop_length))
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._s = self._s.copy()
+        return twin
 
 
 class _CallableModule(type(importlib)):
