@@ -5,6 +5,7 @@ import importlib
 import pytest
 import torch
 
+from _stft_cases import assert_close, ref_out
 from sonicore._backend import cuda_kernels_usable
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -21,30 +22,6 @@ def _backends():
     except ImportError:
         pass
     return names
-
-
-def _assert_close(ours, ref, output, dtype):
-    """Tolerance from the dtype, relative to the spectrum's scale. A log-magnitude is only as
-    well conditioned as its magnitude: two float32 FFTs (ours vs torch.stft's, e.g. cuFFT
-    plans of different layouts) can differ by ~1e-7 of the frame's scale, which is a large
-    relative error in a near-zero bin; so logs are compared through their magnitudes."""
-    tol = 2e-5 if dtype == torch.float32 else 1e-11
-    assert ours.shape == ref.shape
-    if output == "log_magnitude":
-        ours, ref = torch.exp(ours), torch.exp(ref)
-    scale = max(1.0, ref.abs().max().item())
-    err = (ours - ref).abs().max().item() / scale
-    assert err <= tol, err
-
-
-def _ref_out(spec, output, eps, floor):
-    if output == "complex":
-        return spec
-    p = spec.real.square() + spec.imag.square()
-    if output == "power":
-        return p
-    m = torch.sqrt(p + eps)
-    return m if output == "magnitude" else torch.log(torch.clamp(m, min=floor))
 
 
 @requires_cuda
@@ -66,10 +43,10 @@ def test_gpu_stft_matches_torch(rng, dtype, output):
                 for normalized, onesided in ((False, True), (True, False)):
                     ours = gpu.stft(x, w, n_fft, hop, center, pad_mode, normalized, onesided, output,
                                     1e-9, 1e-5, backend)
-                    ref = _ref_out(torch.stft(x, n_fft, hop, window=w, center=center, pad_mode=pad_mode,
-                                              normalized=normalized, onesided=onesided, return_complex=True),
-                                   output, 1e-9, 1e-5)
-                    _assert_close(ours, ref, output, dtype)
+                    ref = ref_out(torch.stft(x, n_fft, hop, window=w, center=center, pad_mode=pad_mode,
+                                            normalized=normalized, onesided=onesided, return_complex=True),
+                                 output, 1e-9, 1e-5)
+                    assert_close(ours, ref, output, dtype)
 
 
 @requires_cuda

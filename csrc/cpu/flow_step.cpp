@@ -31,20 +31,10 @@ void flow_step_check(const FlowStepArgs& a) {
 namespace detail {
 
 namespace {
-struct ScalarRow {
-  const FlowStepArgs& a;
-  int64_t row, c0, c1;
-  float w, wu;
+struct ScalarRow : RowSpan {
   template <DType D, bool Guided, bool Prev, bool Store>
   void run() const {
-    const float* x = a.x + row * a.x_stride;
-    float* out = a.out + row * a.out_stride;
-    const size_t vsz = D == DType::f32 ? 4 : 2;
-    const void* vc = static_cast<const char*>(a.v_cond) + row * a.v_cond_stride * vsz;
-    const void* vu = Guided ? static_cast<const char*>(a.v_uncond) + row * a.v_uncond_stride * vsz : nullptr;
-    const float* pv = Prev ? a.prev + row * a.prev_stride : nullptr;
-    float* st = Store ? a.store + row * a.store_stride : nullptr;
-    float* dup = a.out_copy ? a.out_copy + row * a.out_copy_stride : nullptr;
+    const auto [x, out, vc, vu, pv, st, dup] = row_pointers<D, Guided, Prev, Store>(a, row);
     const float cur = a.cur_weight, pw = a.prev_weight, dt = a.dt;
     for (int64_t i = c0; i < c1; ++i) {
       float v = load_v<D>(vc, i);
@@ -61,7 +51,7 @@ struct ScalarRow {
 }  // namespace
 
 void flow_step_row_scalar(const FlowStepArgs& a, int64_t row, int64_t c0, int64_t c1, float w, float wu) {
-  dispatch_flow_step(a, ScalarRow{a, row, c0, c1, w, wu});
+  dispatch_flow_step(a, ScalarRow{{a, row, c0, c1, w, wu}});
 }
 
 }  // namespace detail

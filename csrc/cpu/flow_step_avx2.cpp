@@ -25,20 +25,10 @@ inline __m256 load8(const void* p, int64_t i) {
   }
 }
 
-struct Avx2Row {
-  const FlowStepArgs& a;
-  int64_t row, c0, c1;
-  float w, wu;
+struct Avx2Row : RowSpan {
   template <DType D, bool Guided, bool Prev, bool Store>
   void run() const {
-    const float* x = a.x + row * a.x_stride;
-    float* out = a.out + row * a.out_stride;
-    const size_t vsz = D == DType::f32 ? 4 : 2;
-    const void* vc = static_cast<const char*>(a.v_cond) + row * a.v_cond_stride * vsz;
-    const void* vu = Guided ? static_cast<const char*>(a.v_uncond) + row * a.v_uncond_stride * vsz : nullptr;
-    const float* pv = Prev ? a.prev + row * a.prev_stride : nullptr;
-    float* st = Store ? a.store + row * a.store_stride : nullptr;
-    float* dup = a.out_copy ? a.out_copy + row * a.out_copy_stride : nullptr;
+    const auto [x, out, vc, vu, pv, st, dup] = row_pointers<D, Guided, Prev, Store>(a, row);
     const __m256 vw = _mm256_set1_ps(w), vwu = _mm256_set1_ps(wu);
     const __m256 vcur = _mm256_set1_ps(a.cur_weight), vpw = _mm256_set1_ps(a.prev_weight);
     const __m256 vdt = _mm256_set1_ps(a.dt);
@@ -60,7 +50,7 @@ struct Avx2Row {
 }  // namespace
 
 void flow_step_row_avx2(const FlowStepArgs& a, int64_t row, int64_t c0, int64_t c1, float w, float wu) {
-  dispatch_flow_step(a, Avx2Row{a, row, c0, c1, w, wu});
+  dispatch_flow_step(a, Avx2Row{{a, row, c0, c1, w, wu}});
 }
 #else
 // Built without AVX2 (non-x86 targets): the dispatcher never asks for this path.

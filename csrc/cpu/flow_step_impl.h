@@ -47,6 +47,42 @@ inline float load_v(const void* p, int64_t i) {
   else return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
 }
 
+// Unnamed namespace: each per-ISA file gets its own copy, compiled with its own flags, so the
+// linker never merges an AVX2 build of these into the scalar path.
+namespace {
+
+// What a per-ISA row body works on: row `row` of `a`, columns [c0, c1), guidance weights w, wu.
+struct RowSpan {
+  const FlowStepArgs& a;
+  int64_t row, c0, c1;
+  float w, wu;
+};
+
+// Row `row` of each buffer of `a`; null for the buffers this combination does not use.
+struct RowPointers {
+  const float* x;
+  float* out;
+  const void* vc;
+  const void* vu;
+  const float* pv;
+  float* st;
+  float* dup;
+};
+
+template <DType D, bool Guided, bool Prev, bool Store>
+inline RowPointers row_pointers(const FlowStepArgs& a, int64_t row) {
+  const size_t vsz = D == DType::f32 ? 4 : 2;
+  return {a.x + row * a.x_stride,
+          a.out + row * a.out_stride,
+          static_cast<const char*>(a.v_cond) + row * a.v_cond_stride * vsz,
+          Guided ? static_cast<const char*>(a.v_uncond) + row * a.v_uncond_stride * vsz : nullptr,
+          Prev ? a.prev + row * a.prev_stride : nullptr,
+          Store ? a.store + row * a.store_stride : nullptr,
+          a.out_copy ? a.out_copy + row * a.out_copy_stride : nullptr};
+}
+
+}  // namespace
+
 // Calls body.template run<D, Guided, Prev, Store>() for the combination `a` asks for.
 template <typename Body>
 inline void dispatch_flow_step(const FlowStepArgs& a, Body&& body) {

@@ -74,6 +74,20 @@ StftParams stft_params(int64_t n_fft, int64_t hop, bool center, int pad, bool no
   return p;
 }
 
+IstftParams istft_params(int64_t n_fft, int64_t hop, bool center, bool normalized) {
+  IstftParams p;
+  p.n_fft = n_fft;
+  p.hop = hop;
+  p.center = center;
+  p.normalized = normalized;
+  sonicore::stft::check_params(p);
+  return p;
+}
+
+void check_window_length(const py::array& window, int64_t n_fft) {
+  require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
+}
+
 template <class T>
 void bind_rfft(py::module_& m) {
   m.def("rfft", [](py::array in, py::array out) {
@@ -114,7 +128,7 @@ void stft_forward(py::array x, py::array window, int64_t n_fft, int64_t hop, boo
   check_contig<T>(window, "window", 1);
   check_contig<T>(out, "out", output == 0 ? 4 : 3, true);
   StftParams p = stft_params(n_fft, hop, center, pad, normalized, onesided, output, eps, floor);
-  require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
+  check_window_length(window, n_fft);
   const int64_t batch = x.shape(0), samples = x.shape(1);
   require(batch >= 1 && samples >= 1, "x is empty; expected at least one sample");
   const int64_t frames = sonicore::stft::num_frames(samples, p);
@@ -141,13 +155,8 @@ void istft_forward(py::array spec, py::array window, int64_t n_fft, int64_t hop,
   require(s[3] == 1, "spec's (re, im) pairs must be adjacent (use torch.view_as_real)");
   check_contig<T>(window, "window", 1);
   check_contig<T>(out, "out", 2, true);
-  IstftParams p;
-  p.n_fft = n_fft;
-  p.hop = hop;
-  p.center = center;
-  p.normalized = normalized;
-  sonicore::stft::check_params(p);
-  require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
+  IstftParams p = istft_params(n_fft, hop, center, normalized);
+  check_window_length(window, n_fft);
   const int64_t batch = spec.shape(0), bins = spec.shape(1), frames = spec.shape(2);
   require(batch >= 1 && frames >= 1, "spec is empty; expected at least one frame");
   require(bins >= n_fft / 2 + 1, "spec needs n_fft // 2 + 1 = " + std::to_string(n_fft / 2 + 1) + " bins");
@@ -180,6 +189,29 @@ struct Guarded {
   mutable std::mutex mu;
 };
 
+// Runs f (a push or flush on the locked stream) without the GIL and releases the stream's lock
+// before the GIL is taken back.
+template <class F>
+void run_without_gil(std::unique_lock<std::mutex>& lk, F&& f) {
+  py::gil_scoped_release nogil;
+  f();
+  lk.unlock();
+}
+
+// reset() and copy(), the same for both stream kinds.
+template <class G>
+py::class_<G>& def_reset_copy(py::class_<G>& c) {
+  return c
+      .def("reset", [](G& g) {
+        auto lk = g.lock();
+        g.stream.reset();
+      })
+      .def("copy", [](const G& g) {
+        auto lk = g.lock();
+        return G(g);
+      });
+}
+
 template <class T>
 void bind_streams(py::module_& m, const char* stft_name, const char* istft_name) {
   using S = Guarded<StftStream<T>>;
@@ -187,12 +219,13 @@ void bind_streams(py::module_& m, const char* stft_name, const char* istft_name)
     const bool cplx = s.row_size() != s.num_bins();
     return cplx ? py::array_t<T>({k, s.num_bins(), int64_t(2)}) : py::array_t<T>({k, s.num_bins()});
   };
-  py::class_<S>(m, stft_name)
+  py::class_<S> stft_cls(m, stft_name);
+  stft_cls
       .def(py::init([](py::array window, int64_t n_fft, int64_t hop, bool center, int pad, bool normalized,
                        bool onesided, int output, double eps, double floor) {
              check_contig<T>(window, "window", 1);
              StftParams p = stft_params(n_fft, hop, center, pad, normalized, onesided, output, eps, floor);
-             require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
+             check_window_length(window, n_fft);
              return S(StftStream<T>(static_cast<const T*>(window.data()), p));
            }),
            py::arg("window"), py::arg("n_fft"), py::arg("hop"), py::arg("center"), py::arg("pad_mode"),
@@ -210,44 +243,25 @@ void bind_streams(py::module_& m, const char* stft_name, const char* istft_name)
         py::array_t<T> out = frames_array(g.stream, g.stream.frames_ready(count));
         const T* src = static_cast<const T*>(x.data());
         T* dst = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          g.stream.push(src, count, dst);
-          lk.unlock();
-        }
+        run_without_gil(lk, [&] { g.stream.push(src, count, dst); });
         return out;
       }, py::arg("samples"))
       .def("flush", [frames_array](S& g) {
         auto lk = g.lock();
         py::array_t<T> out = frames_array(g.stream, g.stream.flush_frames());
         T* dst = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          g.stream.flush(dst);
-          lk.unlock();
-        }
+        run_without_gil(lk, [&] { g.stream.flush(dst); });
         return out;
-      })
-      .def("reset", [](S& g) {
-        auto lk = g.lock();
-        g.stream.reset();
-      })
-      .def("copy", [](const S& g) {
-        auto lk = g.lock();
-        return S(g);
       });
+  def_reset_copy(stft_cls);
 
   using I = Guarded<IstftStream<T>>;
-  py::class_<I>(m, istft_name)
+  py::class_<I> istft_cls(m, istft_name);
+  istft_cls
       .def(py::init([](py::array window, int64_t n_fft, int64_t hop, bool center, bool normalized) {
              check_contig<T>(window, "window", 1);
-             IstftParams p;
-             p.n_fft = n_fft;
-             p.hop = hop;
-             p.center = center;
-             p.normalized = normalized;
-             sonicore::stft::check_params(p);
-             require(window.shape(0) == n_fft, "window must have n_fft = " + std::to_string(n_fft) + " samples");
+             IstftParams p = istft_params(n_fft, hop, center, normalized);
+             check_window_length(window, n_fft);
              return I(IstftStream<T>(static_cast<const T*>(window.data()), p));
            }),
            py::arg("window"), py::arg("n_fft"), py::arg("hop"), py::arg("center"), py::arg("normalized"))
@@ -264,32 +278,17 @@ void bind_streams(py::module_& m, const char* stft_name, const char* istft_name)
         py::array_t<T> out(g.stream.samples_ready(k));
         const T* src = static_cast<const T*>(spec.data());
         T* dst = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          g.stream.push(src, k, s[0], s[1], dst);
-          lk.unlock();
-        }
+        run_without_gil(lk, [&] { g.stream.push(src, k, s[0], s[1], dst); });
         return out;
       }, py::arg("frames"))
       .def("flush", [](I& g, int64_t length) {
         auto lk = g.lock();
         py::array_t<T> out(g.stream.flush_samples(length));
         T* dst = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          g.stream.flush(length, dst);
-          lk.unlock();
-        }
+        run_without_gil(lk, [&] { g.stream.flush(length, dst); });
         return out;
-      }, py::arg("length") = -1)
-      .def("reset", [](I& g) {
-        auto lk = g.lock();
-        g.stream.reset();
-      })
-      .def("copy", [](const I& g) {
-        auto lk = g.lock();
-        return I(g);
-      });
+      }, py::arg("length") = -1);
+  def_reset_copy(istft_cls);
 }
 
 // A zero-initialised byte array for a large kernel output. On Linux, sizes from 4 MiB up are

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -136,6 +136,100 @@ def from_ct2(ct2_model, where: str) -> Tuple[dict, State]:
     return config, s
 
 
+# ---------------------------------------------------------------- name tables (.pt and Hugging Face)
+# Both formats keep q, k, v (and cross k, v) as separate modules, so one loop reads either through
+# a table: internal name -> (source module, or the modules fused in order, and the bias rule).
+# Bias rules: _NEED - "<src>.bias" must be there; _OPT - zeros when absent; _ZERO - always zeros
+# (openai-whisper's key projections have no bias). _TENSOR: the source is a bare tensor's full key.
+_NEED, _OPT, _ZERO, _TENSOR = "need", "opt", "zero", "tensor"
+
+# Internal layout in reading order, which fixes the state dict's order and which error comes first.
+_TOP_ENC = ("encoder.conv1", "encoder.conv2", "encoder.pos", "encoder.norm")
+_TOP_DEC = ("decoder.embed.weight", "decoder.pos", "decoder.norm")
+_ENC_LAYER = ("attn_norm", "attn.qkv", "attn.out", "mlp_norm", "mlp.fc1", "mlp.fc2")
+_DEC_LAYER = ("attn_norm", "attn.qkv", "attn.out", "cross_norm", "cross.q", "cross.kv", "cross.out",
+              "mlp_norm", "mlp.fc1", "mlp.fc2")
+
+
+class _Names(NamedTuple):
+    layer: str                  # source prefix of layer {i} of {side} ("encoder" or "decoder")
+    n_layers: Tuple[str, str]   # config keys of the encoder and decoder layer counts
+    table: Dict[str, tuple]     # internal name (relative to the layer inside layers) -> (source, rule)
+
+
+_OPENAI_NAMES = _Names("{side}.blocks.{i}", ("n_audio_layer", "n_text_layer"), {
+    "encoder.conv1": ("encoder.conv1", _NEED),
+    "encoder.conv2": ("encoder.conv2", _NEED),
+    "encoder.pos": ("encoder.positional_embedding", _TENSOR),
+    "encoder.norm": ("encoder.ln_post", _NEED),
+    "decoder.embed.weight": ("decoder.token_embedding.weight", _TENSOR),
+    "decoder.pos": ("decoder.positional_embedding", _TENSOR),
+    "decoder.norm": ("decoder.ln", _NEED),
+    "attn_norm": ("attn_ln", _NEED),
+    "attn.qkv": (("attn.query", "attn.key", "attn.value"), (_NEED, _ZERO, _NEED)),
+    "attn.out": ("attn.out", _OPT),
+    "cross_norm": ("cross_attn_ln", _NEED),
+    "cross.q": ("cross_attn.query", _OPT),
+    "cross.kv": (("cross_attn.key", "cross_attn.value"), (_ZERO, _NEED)),
+    "cross.out": ("cross_attn.out", _OPT),
+    "mlp_norm": ("mlp_ln", _NEED),
+    "mlp.fc1": ("mlp.0", _OPT),
+    "mlp.fc2": ("mlp.2", _OPT),
+})
+
+_HF_NAMES = _Names("{side}.layers.{i}", ("encoder_layers", "decoder_layers"), {
+    "encoder.conv1": ("encoder.conv1", _OPT),
+    "encoder.conv2": ("encoder.conv2", _OPT),
+    "encoder.pos": ("encoder.embed_positions.weight", _TENSOR),
+    "encoder.norm": ("encoder.layer_norm", _OPT),
+    "decoder.embed.weight": ("decoder.embed_tokens.weight", _TENSOR),
+    "decoder.pos": ("decoder.embed_positions.weight", _TENSOR),
+    "decoder.norm": ("decoder.layer_norm", _OPT),
+    "attn_norm": ("self_attn_layer_norm", _OPT),
+    "attn.qkv": (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"), (_OPT, _OPT, _OPT)),
+    "attn.out": ("self_attn.out_proj", _OPT),
+    "cross_norm": ("encoder_attn_layer_norm", _OPT),
+    "cross.q": ("encoder_attn.q_proj", _OPT),
+    "cross.kv": (("encoder_attn.k_proj", "encoder_attn.v_proj"), (_OPT, _NEED)),
+    "cross.out": ("encoder_attn.out_proj", _OPT),
+    "mlp_norm": ("final_layer_norm", _OPT),
+    "mlp.fc1": ("fc1", _OPT),
+    "mlp.fc2": ("fc2", _OPT),
+})
+
+
+def _map_names(names: _Names, cfg: dict, sd: dict, where: str) -> State:
+    """Internal state from sd through one format's name table (cfg gives the layer counts)."""
+    s: State = {}
+
+    def read(dst: str, src, rule) -> None:
+        if rule == _TENSOR:
+            s[dst] = _float(_need(sd, src, where))
+            return
+        srcs, rules = ((src,), (rule,)) if isinstance(src, str) else (src, rule)
+        ws = [_float(_need(sd, n + ".weight", where)) for n in srcs]
+        bs = []
+        for n, w, r in zip(srcs, ws, rules):
+            if r == _NEED or (r == _OPT and n + ".bias" in sd):
+                bs.append(_float(_need(sd, n + ".bias", where)))
+            else:
+                bs.append(torch.zeros(w.shape[0]))
+        s[dst + ".weight"] = ws[0] if len(ws) == 1 else _fuse(*ws)
+        s[dst + ".bias"] = bs[0] if len(bs) == 1 else _fuse(*bs)
+
+    for side, top, layer, n_key in (("encoder", _TOP_ENC, _ENC_LAYER, names.n_layers[0]),
+                                    ("decoder", _TOP_DEC, _DEC_LAYER, names.n_layers[1])):
+        for dst in top:
+            read(dst, *names.table[dst])
+        for i in range(int(cfg[n_key])):
+            p = names.layer.format(side=side, i=i)
+            for dst in layer:
+                src, rule = names.table[dst]
+                src = f"{p}.{src}" if isinstance(src, str) else tuple(f"{p}.{n}" for n in src)
+                read(f"{side}.layers.{i}.{dst}", src, rule)
+    return s
+
+
 # ---------------------------------------------------------------- openai-whisper .pt
 def read_openai_pt(path: str) -> Tuple[dict, dict]:
     """(dims, model_state_dict) of an openai-whisper checkpoint, loaded with weights_only=True."""
@@ -152,53 +246,7 @@ def read_openai_pt(path: str) -> Tuple[dict, dict]:
 
 def from_openai(dims: dict, sd: dict, where: str = "the checkpoint") -> Tuple[dict, State]:
     """(config, internal state) from openai-whisper names."""
-    s: State = {}
-
-    def lin(dst, src, bias=True):
-        w = _float(_need(sd, src + ".weight", where))
-        s[dst + ".weight"] = w
-        s[dst + ".bias"] = _float(sd[src + ".bias"]) if (src + ".bias") in sd else torch.zeros(w.shape[0])
-
-    def same(dst, src):
-        s[dst + ".weight"] = _float(_need(sd, src + ".weight", where))
-        s[dst + ".bias"] = _float(_need(sd, src + ".bias", where))
-
-    def attn(dst, src):
-        qw, kw, vw = (_float(_need(sd, f"{src}.{n}.weight", where)) for n in ("query", "key", "value"))
-        s[dst + ".weight"] = _fuse(qw, kw, vw)
-        s[dst + ".bias"] = _fuse(_float(_need(sd, src + ".query.bias", where)), torch.zeros(kw.shape[0]),
-                                 _float(_need(sd, src + ".value.bias", where)))
-
-    same("encoder.conv1", "encoder.conv1")
-    same("encoder.conv2", "encoder.conv2")
-    s["encoder.pos"] = _float(_need(sd, "encoder.positional_embedding", where))
-    same("encoder.norm", "encoder.ln_post")
-    for i in range(int(dims["n_audio_layer"])):
-        p, q = f"encoder.blocks.{i}", f"encoder.layers.{i}"
-        same(q + ".attn_norm", p + ".attn_ln")
-        attn(q + ".attn.qkv", p + ".attn")
-        lin(q + ".attn.out", p + ".attn.out")
-        same(q + ".mlp_norm", p + ".mlp_ln")
-        lin(q + ".mlp.fc1", p + ".mlp.0")
-        lin(q + ".mlp.fc2", p + ".mlp.2")
-    s["decoder.embed.weight"] = _float(_need(sd, "decoder.token_embedding.weight", where))
-    s["decoder.pos"] = _float(_need(sd, "decoder.positional_embedding", where))
-    same("decoder.norm", "decoder.ln")
-    for i in range(int(dims["n_text_layer"])):
-        p, q = f"decoder.blocks.{i}", f"decoder.layers.{i}"
-        same(q + ".attn_norm", p + ".attn_ln")
-        attn(q + ".attn.qkv", p + ".attn")
-        lin(q + ".attn.out", p + ".attn.out")
-        same(q + ".cross_norm", p + ".cross_attn_ln")
-        lin(q + ".cross.q", p + ".cross_attn.query")
-        kw = _float(_need(sd, p + ".cross_attn.key.weight", where))
-        vw = _float(_need(sd, p + ".cross_attn.value.weight", where))
-        s[q + ".cross.kv.weight"] = _fuse(kw, vw)
-        s[q + ".cross.kv.bias"] = _fuse(torch.zeros(kw.shape[0]), _float(_need(sd, p + ".cross_attn.value.bias", where)))
-        lin(q + ".cross.out", p + ".cross_attn.out")
-        same(q + ".mlp_norm", p + ".mlp_ln")
-        lin(q + ".mlp.fc1", p + ".mlp.0")
-        lin(q + ".mlp.fc2", p + ".mlp.2")
+    s = _map_names(_OPENAI_NAMES, dims, sd, where)
     config = {k: int(dims[k]) for k in ("n_mels", "n_audio_ctx", "n_audio_state", "n_audio_head", "n_audio_layer",
                                         "n_vocab", "n_text_ctx", "n_text_state", "n_text_head", "n_text_layer")}
     return config, s
@@ -233,51 +281,7 @@ def read_hf_dir(path: str) -> Tuple[dict, dict]:
 def from_hf(cfg: dict, sd: dict, where: str = "the checkpoint") -> Tuple[dict, State]:
     """(config, internal state) from transformers WhisperForConditionalGeneration names."""
     sd = {(k[len("model."):] if k.startswith("model.") else k): v for k, v in sd.items()}
-    s: State = {}
-
-    def lin(dst, src):
-        w = _float(_need(sd, src + ".weight", where))
-        s[dst + ".weight"] = w
-        s[dst + ".bias"] = _float(sd[src + ".bias"]) if (src + ".bias") in sd else torch.zeros(w.shape[0])
-
-    def attn(dst, src):
-        ws = [_float(_need(sd, f"{src}.{n}_proj.weight", where)) for n in "qkv"]
-        bs = [_float(sd[f"{src}.{n}_proj.bias"]) if f"{src}.{n}_proj.bias" in sd else torch.zeros(ws[0].shape[0])
-              for n in "qkv"]
-        s[dst + ".weight"] = _fuse(*ws)
-        s[dst + ".bias"] = _fuse(*bs)
-
-    lin("encoder.conv1", "encoder.conv1")
-    lin("encoder.conv2", "encoder.conv2")
-    s["encoder.pos"] = _float(_need(sd, "encoder.embed_positions.weight", where))
-    lin("encoder.norm", "encoder.layer_norm")
-    for i in range(int(cfg["encoder_layers"])):
-        p, q = f"encoder.layers.{i}", f"encoder.layers.{i}"
-        lin(q + ".attn_norm", p + ".self_attn_layer_norm")
-        attn(q + ".attn.qkv", p + ".self_attn")
-        lin(q + ".attn.out", p + ".self_attn.out_proj")
-        lin(q + ".mlp_norm", p + ".final_layer_norm")
-        lin(q + ".mlp.fc1", p + ".fc1")
-        lin(q + ".mlp.fc2", p + ".fc2")
-    s["decoder.embed.weight"] = _float(_need(sd, "decoder.embed_tokens.weight", where))
-    s["decoder.pos"] = _float(_need(sd, "decoder.embed_positions.weight", where))
-    lin("decoder.norm", "decoder.layer_norm")
-    for i in range(int(cfg["decoder_layers"])):
-        p, q = f"decoder.layers.{i}", f"decoder.layers.{i}"
-        lin(q + ".attn_norm", p + ".self_attn_layer_norm")
-        attn(q + ".attn.qkv", p + ".self_attn")
-        lin(q + ".attn.out", p + ".self_attn.out_proj")
-        lin(q + ".cross_norm", p + ".encoder_attn_layer_norm")
-        lin(q + ".cross.q", p + ".encoder_attn.q_proj")
-        kw = _float(_need(sd, p + ".encoder_attn.k_proj.weight", where))
-        vw = _float(_need(sd, p + ".encoder_attn.v_proj.weight", where))
-        kb = _float(sd[p + ".encoder_attn.k_proj.bias"]) if p + ".encoder_attn.k_proj.bias" in sd else torch.zeros(kw.shape[0])
-        s[q + ".cross.kv.weight"] = _fuse(kw, vw)
-        s[q + ".cross.kv.bias"] = _fuse(kb, _float(_need(sd, p + ".encoder_attn.v_proj.bias", where)))
-        lin(q + ".cross.out", p + ".encoder_attn.out_proj")
-        lin(q + ".mlp_norm", p + ".final_layer_norm")
-        lin(q + ".mlp.fc1", p + ".fc1")
-        lin(q + ".mlp.fc2", p + ".fc2")
+    s = _map_names(_HF_NAMES, cfg, sd, where)
     try:
         config = dict(n_mels=int(cfg["num_mel_bins"]), n_audio_ctx=int(cfg["max_source_positions"]),
                       n_audio_state=int(cfg["d_model"]), n_audio_head=int(cfg["encoder_attention_heads"]),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
-from typing import Optional, Tuple
+from typing import Optional, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -441,7 +441,35 @@ def irfft(spec, n: Optional[int] = None, *, backend: Optional[str] = None):
 
 # ----------------------------------------------------------------------------- streaming
 
-class StreamingSTFT:
+_Stream = TypeVar("_Stream", bound="_CppStream")
+
+
+class _CppStream:
+    """What StreamingSTFT and StreamingISTFT share: the C++ stream ``_s``, the sample dtype
+    ``_dtype`` and whether results are torch tensors (``_as_torch``, from the window)."""
+
+    def _set_kind(self, dtype, window) -> torch.Tensor:
+        """Checks and sets the dtype and result kind; returns an empty tensor of the dtype."""
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        self._dtype = dt
+        self._as_torch = isinstance(window, torch.Tensor)
+        return torch.empty(0, dtype=torch.float32 if dt == np.float32 else torch.float64)
+
+    def reset(self):
+        """Forgets everything pushed so far."""
+        self._s.reset()
+
+    def copy(self: _Stream) -> _Stream:
+        """An independent stream with the same state (pushes to one do not affect the other)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._s = self._s.copy()
+        return twin
+
+
+class StreamingSTFT(_CppStream):
     """Frames of a signal that arrives in pieces; equal to one :func:`stft` call on the whole.
 
     ``push(samples)`` returns every frame completed so far, ``flush()`` the frames that need
@@ -471,19 +499,14 @@ class StreamingSTFT:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if pad_mode not in PAD_MODES:
             raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
-        dt = np.dtype(dtype)
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dt}")
-        self._dtype = dt
-        self._as_torch = isinstance(window, torch.Tensor)
-        like = torch.empty(0, dtype=torch.float32 if dt == np.float32 else torch.float64)
+        like = self._set_kind(dtype, window)
         if isinstance(window, torch.Tensor) and window.device.type != "cpu":
             raise ValueError("StreamingSTFT runs on the CPU; expected a CPU window")
         w = _window(window, n_fft, win, like)
         onesided = True if onesided is None else bool(onesided)
         self._output = output
         self.n_fft, self.hop_length = n_fft, hop
-        cls = C.StftStream32 if dt == np.float32 else C.StftStream64
+        cls = C.StftStream32 if self._dtype == np.float32 else C.StftStream64
         self._s = cls(cpu_view(w).copy(), n_fft, hop, bool(center), _PAD_CODE[pad_mode],
                       bool(normalized), bool(onesided), _OUTPUT_CODE[output],
                       float(magnitude_eps), float(log_floor))
@@ -527,19 +550,8 @@ class StreamingSTFT:
         padding. The stream is then reset for a new signal."""
         return self._wrap(self._s.flush(), self._as_torch)
 
-    def reset(self):
-        """Forgets every sample pushed so far."""
-        self._s.reset()
 
-    def copy(self) -> "StreamingSTFT":
-        """An independent stream with the same state (pushes to one do not affect the other)."""
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin._s = self._s.copy()
-        return twin
-
-
-class StreamingISTFT:
+class StreamingISTFT(_CppStream):
     """Overlap-add resynthesis of frames that arrive in pieces; equal to one :func:`istft`
     call (center, no length) on all frames, bitwise on the C++ backend.
 
@@ -563,15 +575,10 @@ class StreamingISTFT:
             raise ValueError(f"StreamingISTFT needs an even n_fft, got {n_fft}")
         if hop > n_fft:
             raise ValueError(f"hop_length ({hop}) must be <= n_fft ({n_fft}) for the inverse")
-        dt = np.dtype(dtype)
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"dtype must be float32 or float64, got {dt}")
-        self._dtype = dt
-        self._as_torch = isinstance(window, torch.Tensor)
-        like = torch.empty(0, dtype=torch.float32 if dt == np.float32 else torch.float64)
+        like = self._set_kind(dtype, window)
         w = _window(window, n_fft, win, like)
         self.n_fft, self.hop_length = n_fft, hop
-        cls = C.IstftStream32 if dt == np.float32 else C.IstftStream64
+        cls = C.IstftStream32 if self._dtype == np.float32 else C.IstftStream64
         self._s = cls(cpu_view(w).copy(), n_fft, hop, bool(center), bool(normalized))
 
     @property
@@ -603,17 +610,6 @@ class StreamingISTFT:
             length = _check_int(length, "length", 0)
         out = self._s.flush(-1 if length is None else length)
         return torch.from_numpy(out) if self._as_torch else out
-
-    def reset(self):
-        """Forgets every frame pushed so far."""
-        self._s.reset()
-
-    def copy(self) -> "StreamingISTFT":
-        """An independent stream with the same state."""
-        twin = object.__new__(type(self))
-        twin.__dict__.update(self.__dict__)
-        twin._s = self._s.copy()
-        return twin
 
 
 class _CallableModule(type(importlib)):
