@@ -113,7 +113,14 @@ def test_fused_outputs_match_torch_composition(rng, dtype, tol):
     got = stft(xs, 1024, 256, window=ws, output="magnitude", magnitude_eps=1e-9, backend="cpu")
     assert _rel(got, np.sqrt(power + 1e-9)) < tol
     got = stft(xs, 1024, 256, window=ws, output="log_magnitude", log_floor=1e-3, backend="cpu")
-    assert np.abs(got - np.log(np.maximum(np.sqrt(power), 1e-3))).max() < tol * 10
+    want = np.maximum(np.sqrt(power), 1e-3)
+    if dtype == np.float64:
+        assert np.abs(got - np.log(want)).max() < tol * 10
+    else:
+        # In float32 a bin just above the floor carries an absolute error of ~eps * the frame's
+        # scale, which the log divides by the bin's own magnitude: judge the magnitude that the
+        # log encodes against the spectrum's scale instead (as the power/magnitude checks do).
+        assert np.abs(np.exp(got.astype(np.float64)) - want).max() < tol * np.sqrt(power).max()
     # the torch reference backend computes the same definitions
     got = stft(xs, 1024, 256, window=ws, output="power", backend="torch")
     assert _rel(got, power) < tol
