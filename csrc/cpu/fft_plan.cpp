@@ -105,16 +105,23 @@ std::shared_ptr<const RealPlan<T>> build(int64_t n) {
   return plan;
 }
 
+// Every ISA computes the very same arithmetic (bitwise, tested), so the choice is only about
+// speed: the AVX-512 kernels pay off when the four-step split's n1 lanes fill a 512-bit
+// vector; otherwise (e.g. Whisper's n_fft 400: M = 200, n1 = 8 float lanes) half-empty
+// vectors make them slower than the AVX2 kernels, which are then used instead.
 template <class T>
-const Kernels<T>& kernels() {
-  static const Kernels<T> k = [] {
-    switch (cpu_isa()) {
-      case Isa::avx512: return kernels_avx512<T>();
-      case Isa::avx2: return kernels_avx2<T>();
-      default: return kernels_scalar<T>();
-    }
-  }();
-  return k;
+const Kernels<T>& kernels(const RealPlan<T>& plan) {
+  static const Isa isa = cpu_isa();
+  if (isa == Isa::avx512 && plan.n1 % (64 / int64_t(sizeof(T))) == 0) {
+    static const Kernels<T> k512 = kernels_avx512<T>();
+    return k512;
+  }
+  if (isa == Isa::avx512 || isa == Isa::avx2) {
+    static const Kernels<T> k2 = kernels_avx2<T>();
+    return k2;
+  }
+  static const Kernels<T> k1 = kernels_scalar<T>();
+  return k1;
 }
 
 }  // namespace
@@ -145,13 +152,13 @@ int64_t work_size(const RealPlan<T>& plan) {
 template <class T>
 void forward_frame(const RealPlan<T>& plan, const T* x, const T* we, const T* wo,
                    const ForwardOptions& opt, T* out, T* work) {
-  kernels<T>().forward(plan, x, we, wo, opt, out, work);
+  kernels<T>(plan).forward(plan, x, we, wo, opt, out, work);
 }
 
 template <class T>
 void inverse_frame(const RealPlan<T>& plan, const T* re, const T* im, T scale, const T* we,
                    const T* wo, T* out, T* work) {
-  kernels<T>().inverse(plan, re, im, scale, we, wo, out, work);
+  kernels<T>(plan).inverse(plan, re, im, scale, we, wo, out, work);
 }
 
 template <class T>
