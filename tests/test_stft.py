@@ -1,5 +1,4 @@
 """sonicore.ops.stft / istft against torch.stft / torch.istft (float64 reference) on awkward sizes."""
-import importlib.util
 
 import numpy as np
 import pytest
@@ -276,16 +275,6 @@ class TestBadInput:
         assert got.shape == torch.stft(torch.ones(1000, dtype=torch.float64), 63, return_complex=True).shape
         with pytest.raises(_backend.BackendUnavailable, match="even"):
             stft(np.ones(1000), 63, backend="cpu")
-
-
-_HAVE_GPU_MODULE = importlib.util.find_spec("sonicore.ops._stft_gpu") is not None
-
-
-@pytest.mark.skipif(_HAVE_GPU_MODULE, reason="the GPU STFT module is present; its own tests cover it")
-def test_gpu_backends_say_why_without_the_gpu_module():
-    x = torch.zeros(1000)
-    with pytest.raises(_backend.BackendUnavailable):
-        stft(x, 64, backend="triton")
 
 
 @requires_cuda
