@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from sonicore import _backend
 from sonicore.ops import attention
 
+from _gpu_timing import cuda_time
+
 THREADS = 2
 # Per-core fp32 peaks measured on the bench machine with a register-only FMA loop (thread CPU
 # time): AVX-512 174 GFLOP/s, AVX2 95 GFLOP/s. Two threads double them.
@@ -130,21 +132,6 @@ def test_cpu_attention_vs_sdpa_one_thread_cpu_time(benchmark, name):
 # ----------------------------------------------------------------------------- GPU
 
 GPU_CASES = [(hd, n, causal) for hd in (64, 128) for n in (1024, 2048, 4096, 8192, 16384) for causal in (False, True)]
-
-
-def cuda_time(fn, reps=20):
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    best = float("inf")
-    for _ in range(3):
-        start.record()
-        for _ in range(reps):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3 / reps)
-    return best
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -25,6 +25,8 @@ import sonicore
 from sonicore.ops import flow_step
 from sonicore.sampling import Guidance, StepCache, sample
 
+from _gpu_timing import cuda_time
+
 HAS_CUDA = torch.cuda.is_available()
 THREADS = 2
 
@@ -181,21 +183,6 @@ def test_step_cache_tradeoff(benchmark):
 
 
 # ---- GPU -----------------------------------------------------------------------------------------
-def _cuda_time(fn, iters=20):
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    best = float("inf")
-    for _ in range(3):
-        start.record()
-        for _ in range(iters):
-            fn()
-        end.record()
-        end.synchronize()
-        best = min(best, start.elapsed_time(end) / 1e3 / iters)
-    return best
-
-
 def run_gpu_bandwidth(backend="cuda", gib=1.0):
     """Fused CFG+Euler step on a `gib` GiB float32 latent vs torch's device copy bandwidth."""
     n = int(gib * 2 ** 30) // 4
@@ -203,9 +190,9 @@ def run_gpu_bandwidth(backend="cuda", gib=1.0):
     x = torch.randn(B, n // B, device="cuda")
     v = torch.randn(2 * B, n // B, device="cuda")
     dst = torch.empty_like(x)
-    t_copy = _cuda_time(lambda: dst.copy_(x))
-    t_step = _cuda_time(lambda: flow_step(x, v, 1e-3, guidance=4.5, backend=backend))
-    t_eager = _cuda_time(lambda: x + 1e-3 * (4.5 * v[:B] + (1 - 4.5) * v[B:]))
+    t_copy = cuda_time(lambda: dst.copy_(x))
+    t_step = cuda_time(lambda: flow_step(x, v, 1e-3, guidance=4.5, backend=backend))
+    t_eager = cuda_time(lambda: x + 1e-3 * (4.5 * v[:B] + (1 - 4.5) * v[B:]))
     nbytes = x.numel() * 4
     copy_bw = 2 * nbytes / t_copy          # read + write
     step_bw = 4 * nbytes / t_step          # read x, v_cond, v_uncond; write x
@@ -242,8 +229,8 @@ def run_gpu_graph_loop(steps=25, shape=(1, 345, 40), hidden=256):
         eager = lambda: sample(fn, x0, steps=steps, cfg=cfg, conditions=cond)  # noqa: E731
         graphed = lambda: sample(fn, x0, steps=steps, cfg=cfg, conditions=cond, cuda_graph=True)  # noqa: E731
         diff = (eager() - graphed()).abs().max().item()
-        t_eager = _cuda_time(eager, iters=10)
-        t_graph = _cuda_time(graphed, iters=10)
+        t_eager = cuda_time(eager, reps=10)
+        t_graph = cuda_time(graphed, reps=10)
     clear_graphs()
     return {"steps": steps, "shape": shape, "eager_ms": t_eager * 1e3, "graph_ms": t_graph * 1e3,
             "ratio": t_graph / t_eager, "max_abs_diff": diff, "device": torch.cuda.get_device_name()}
