@@ -15,18 +15,9 @@
 #include "sonicore/fft.h"
 #include "sonicore/stft.h"
 
-using namespace sonicore;
+#include "native_check.h"
 
-static int failures = 0;
-#define CHECK(cond, ...)                   \
-  do {                                     \
-    if (!(cond)) {                         \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);            \
-      std::printf("\n");                   \
-      ++failures;                          \
-    }                                      \
-  } while (0)
+using namespace sonicore;
 
 static std::mt19937_64 rng(12345);
 
