@@ -2,15 +2,8 @@
 `import sonicore.models` stays cheap: ``sonicore.models.whisper``, ``sonicore.models.mmaudio``."""
 from __future__ import annotations
 
-import importlib
+from .._lazy import submodule
 
 
 def __getattr__(name):
-    try:
-        mod = importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"{__name__}.{name}":
-            raise AttributeError(f"module 'sonicore.models' has no attribute {name!r}") from None
-        raise
-    globals()[name] = mod
-    return mod
+    return submodule(__name__, globals(), name)

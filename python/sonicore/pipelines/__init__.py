@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import importlib
 
+from .._lazy import submodule
+
 _EXPORTS = {"Aligner": "align", "Alignment": "align"}
 
 
 def __getattr__(name):
     mod = _EXPORTS.get(name)
     if mod is None:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                raise AttributeError(f"module 'sonicore.pipelines' has no attribute {name!r}") from None
-            raise
-        globals()[name] = module
-        return module
+        return submodule(__name__, globals(), name)
     value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
     globals()[name] = value
     return value
