@@ -162,23 +162,26 @@ def test_cpu_eval_ratio(cpu_pair):
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-@requires_cuda
-@pytest.mark.benchmark(group="mmaudio-large_44k-gpu-bf16-sampling")
-def test_gpu_sampling_sonicore(benchmark):
-    ours, _ = gpu_sampling_pair()
-    benchmark.pedantic(ours, rounds=5, warmup_rounds=1)
+@pytest.fixture(scope="module")
+def gpu_pair():
+    return gpu_sampling_pair()  # built once: a large_44k model pair takes seconds to make
 
 
 @requires_cuda
 @pytest.mark.benchmark(group="mmaudio-large_44k-gpu-bf16-sampling")
-def test_gpu_sampling_reference(benchmark):
-    _, ref = gpu_sampling_pair()
-    benchmark.pedantic(ref, rounds=5, warmup_rounds=1)
+def test_gpu_sampling_sonicore(benchmark, gpu_pair):
+    benchmark.pedantic(gpu_pair[0], rounds=5, warmup_rounds=1)
 
 
 @requires_cuda
-def test_gpu_sampling_ratio():
-    a, b, _, _ = interleaved(*gpu_sampling_pair(), rounds=5)
+@pytest.mark.benchmark(group="mmaudio-large_44k-gpu-bf16-sampling")
+def test_gpu_sampling_reference(benchmark, gpu_pair):
+    benchmark.pedantic(gpu_pair[1], rounds=5, warmup_rounds=1)
+
+
+@requires_cuda
+def test_gpu_sampling_ratio(gpu_pair):
+    a, b, _, _ = interleaved(*gpu_pair, rounds=5)
     print(f"\nlarge_44k bf16 GPU 25-step CFG sampling: sonicore {a * 1e3:.1f} ms, reference {b * 1e3:.1f} ms, "
           f"ratio {a / b:.2f} ({torch.cuda.get_device_name()})")
 

@@ -60,10 +60,12 @@ def dry_run(out: str) -> int:
 
 
 def report(bench_json: str, out: str) -> int:
-    if not os.path.exists(bench_json):
-        print(f"no benchmark results at {bench_json}")
+    try:
+        with open(bench_json) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as exc:
+        print(f"no benchmark results in {bench_json}: {exc}")
         return 1
-    data = json.load(open(bench_json))
     machine = data.get("machine_info", {})
     lines = [f"# GPU proof run, {datetime.date.today().isoformat()}", "",
              f"machine: {machine.get('node', '?')}, {machine.get('cpu', {}).get('brand_raw', '')}", "",
