@@ -93,9 +93,11 @@ def cpu_eval_pair(variant="small_16k", threads=THREADS):
     return run_ours, run_ref
 
 
-def gpu_sampling_pair(variant="large_44k", steps=25, cfg_strength=4.5, cuda_graph=True):
-    """(ours(), reference()) closures for the whole 25-step CFG sampling loop of an 8 s clip in bf16."""
-    cfg, L, ours, ref, inp = build(variant, torch.bfloat16, "cuda", batch=1)
+def gpu_sampling_pair(variant="large_44k", steps=25, cfg_strength=4.5, cuda_graph=True, device="cuda"):
+    """(ours(), reference()) closures for the whole 25-step CFG sampling loop of an 8 s clip in bf16.
+    ours.eval_once() runs one eager network evaluation at the guided batch of 2 (for profiling)."""
+    cfg, L, ours, ref, inp = build(variant, torch.bfloat16, device, batch=1)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     x0 = inp["x"]
 
     def run_ours():
@@ -103,7 +105,7 @@ def gpu_sampling_pair(variant="large_44k", steps=25, cfg_strength=4.5, cuda_grap
             cond = ours.preprocess_conditions(inp["clip"], inp["sync"], inp["text"], L["latent"])
             empty = ours.empty_conditions(L["clip"], L["sync"], L["latent"])
             z = sample_latent(ours, x0, cond, empty, steps=steps, cfg_strength=cfg_strength, cuda_graph=cuda_graph)
-            torch.cuda.synchronize()
+            sync()
             return z
 
     def run_ref():
@@ -116,12 +118,20 @@ def gpu_sampling_pair(variant="large_44k", steps=25, cfg_strength=4.5, cuda_grap
             x = x0
             ts = torch.linspace(0, 1, steps + 1)
             for k in range(steps):
-                t = ts[k].to("cuda", x.dtype).expand(2)
+                t = ts[k].to(device, x.dtype).expand(2)
                 v = ref.predict_flow(torch.cat([x, x]), t, *both)
                 vc, vu = v.chunk(2)
                 x = x + (ts[k + 1] - ts[k]).item() * (cfg_strength * vc + (1 - cfg_strength) * vu)
-            torch.cuda.synchronize()
+            sync()
             return x
+
+    def eval_once():  # one eager network evaluation at the guided batch of 2 (for profiling)
+        with torch.no_grad():
+            cond = ours.preprocess_conditions(inp["clip"], inp["sync"], inp["text"], L["latent"])
+            both = type(cond)(*[torch.cat([a, a]) for a in (cond.clip_f, cond.sync_f, cond.text_f,
+                                                              cond.clip_f_c, cond.text_f_c)])
+            return ours.predict_flow(torch.cat([x0, x0]), inp["t"].expand(2).to(x0.dtype), both)
+    run_ours.eval_once = eval_once
     return run_ours, run_ref
 
 
