@@ -18,50 +18,12 @@ _LN2 = 0.6931471805599453
 
 
 @triton.jit
-def _attend_block(acc, m_i, l_i, q, k_base, v_base, start, offs_n, offs_d, d_ok, row_lim, kend,
-                  skn, svn, qk_scale, IEEE: tl.constexpr, EVEN_D: tl.constexpr, MASKED: tl.constexpr):
-    """One key block of the online softmax; MASKED=False for blocks every row sees in full."""
-    cols = start + offs_n
-    if MASKED:
-        ld_mask = (cols < kend)[:, None] & d_ok[None, :]
-    else:
-        ld_mask = d_ok[None, :]
-    if EVEN_D and not MASKED:
-        k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :])
-    else:
-        k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :], mask=ld_mask, other=0.0)
-    if IEEE:
-        s = tl.dot(q, tl.trans(k), input_precision="ieee")
-    else:
-        s = tl.dot(q, tl.trans(k))
-    s = s * qk_scale
-    if MASKED:
-        s = tl.where(cols[None, :] < row_lim[:, None], s, float("-inf"))
-    m_new = tl.maximum(m_i, tl.max(s, 1))
-    # Rows that have seen no key keep m = -inf; exp2 against 0 then gives exact zeros.
-    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = tl.exp2(m_i - m_use)
-    p = tl.exp2(s - m_use[:, None])
-    l_i = l_i * alpha + tl.sum(p, 1)
-    if EVEN_D and not MASKED:
-        v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :])
-    else:
-        v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :], mask=ld_mask, other=0.0)
-    if IEEE:
-        acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")
-    else:
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
-    return acc, m_new, l_i
-
-
-@triton.jit
 def _attention_fwd(
     Q, K, V, O, LSE, QLENS, KVLENS,
     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
     Hq, Nq, Nk, D, qk_scale,
     GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
     IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    EVEN_D: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1)
@@ -99,23 +61,30 @@ def _attention_fwd(
 
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
-    # Keys every valid row of this block sees, rounded down to whole key blocks: those blocks
-    # need no mask at all (the FlashAttention trick of splitting off the masked band). Rows past
-    # ql see them too but are zeroed at the end (`has` requires row_ok).
-    # row_lim grows with the row, so the block's first row has the smallest. (A block with no
-    # valid row at all computes rows that are zeroed below, as the masked loop did before.)
-    kfull = kend
-    if CAUSAL:
-        kfull = tl.minimum(kend, tl.maximum(pid_m * BLOCK_M + (kl - ql) + 1, 0))
     for start in range(0, kend, BLOCK_N):
-        if start + BLOCK_N <= kfull:  # uniform per program: both bodies are compiled, one runs
-            acc, m_i, l_i = _attend_block(acc, m_i, l_i, q, k_base, v_base, start, offs_n, offs_d, d_ok,
-                                          row_lim, kend, skn, svn, qk_scale, IEEE, EVEN_D, False)
+        cols = start + offs_n
+        col_ok = cols < kend
+        k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :], mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+        if IEEE:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
-            acc, m_i, l_i = _attend_block(acc, m_i, l_i, q, k_base, v_base, start, offs_n, offs_d, d_ok,
-                                          row_lim, kend, skn, svn, qk_scale, IEEE, EVEN_D, True)
+            s = tl.dot(q, tl.trans(k))
+        s = s * qk_scale
+        s = tl.where(cols[None, :] < row_lim[:, None], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        # Rows that have seen no key keep m = -inf; exp2 against 0 then gives exact zeros.
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.exp2(m_i - m_use)
+        p = tl.exp2(s - m_use[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :], mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+        if IEEE:
+            acc = acc * alpha[:, None] + tl.dot(p, v.to(tl.float32), input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
 
-    has = (l_i > 0.0) & row_ok
+    has = l_i > 0.0
     out = acc / tl.where(has, l_i, 1.0)[:, None]
     out = tl.where(has[:, None], out, 0.0)
     tl.store(O + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty),
@@ -154,7 +123,7 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
         block_m = min(block_m, 64)
     if not q.is_cuda:  # interpreter: small tiles keep it quick (still >= 16, which a GPU accepts)
         block_m, block_n, warps, stages = 16, 16, 4, 1
-    if config is not None:  # (block_m, block_n, warps, stages): for tile sweeps (bench/gpu)
+    if config is not None:  # (block_m, block_n, warps, stages): for tile sweeps (bench/gpu/tune.py)
         block_m, block_n, warps, stages = config
     dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
     grid = (triton.cdiv(Nq, block_m), B * Hq)
@@ -165,7 +134,7 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
         Hq, Nq, Nk, D, float(scale) * _LOG2E,
         GROUP=Hq // Hkv, CAUSAL=bool(causal), HAS_QLENS=q_lens is not None, HAS_KVLENS=kv_lens is not None,
         IEEE=q.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        EVEN_D=block_d == D, num_warps=warps, num_stages=stages,
+        num_warps=warps, num_stages=stages,
     )
     if not direct:
         out.copy_(o)

@@ -33,7 +33,7 @@ def say(s=""):
     LINES.append(s)
 
 
-def attention_tiles():
+def attention_tiles(quick=False):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from sonicore import _backend
@@ -41,12 +41,14 @@ def attention_tiles():
     tri = _backend.triton_kernels("attention")
     configs = [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 128, 8, 2), (64, 64, 4, 3),
                (128, 32, 4, 4), (64, 128, 4, 3)]
+    if quick:
+        configs = [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3)]
     say("## Triton attention tiles (bf16, TFLOP/s; config = BLOCK_M, BLOCK_N, warps, stages)")
     say("| hd | N | causal | cuda | default triton | " + " | ".join(str(c) for c in configs)
         + " | sdpa flash | sdpa cudnn |")
     say("|" + " --- |" * (len(configs) + 7))
     for hd in (64, 128):
-        for n in (4096, 16384):
+        for n in ((16384,) if quick else (4096, 16384)):
             for causal in (False, True):
                 B, H = max(1, 16384 // n), 2048 // hd
                 q, k, v = (torch.randn(B, H, n, hd, device="cuda", dtype=torch.bfloat16) for _ in range(3))
@@ -121,15 +123,17 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--skip-mmaudio", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="N=16384 and five tile configs only")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     say(f"# GPU tuning probes on {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    for step in ([attention_tiles] + ([] if a.skip_mmaudio else [mmaudio_loop])):
+    import functools
+    for step in ([functools.partial(attention_tiles, a.quick)] + ([] if a.skip_mmaudio else [mmaudio_loop])):
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - keep what the other probes found
             import traceback
-            say(f"{step.__name__} failed: {type(exc).__name__}: {exc}")
+            say(f"{getattr(step, '__name__', 'attention_tiles')} failed: {type(exc).__name__}: {exc}")
             say(traceback.format_exc()[-1500:])
         with open(os.path.join(a.out, "tune.txt"), "w") as f:
             f.write("\n".join(LINES) + "\n")
