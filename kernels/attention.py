@@ -121,6 +121,10 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
         block_m, block_n, warps, stages = 64, 32, 8, 2
     if q.dtype == torch.float32:  # exact fp32 dots need twice the registers per tile
         block_m = min(block_m, 64)
+    elif block_d <= 128:
+        # Half-precision tiles from a sweep on an H200 (bench/gpu/tune.py, bench/RESULTS.md): 64 query
+        # rows x 64 keys on 4 warps beat 128-row tiles by 8-37% at head dims 64 and 128, N = 16k.
+        block_m, block_n, warps, stages = 64, 64, 4, 3
     if not q.is_cuda:  # interpreter: small tiles keep it quick (still >= 16, which a GPU accepts)
         block_m, block_n, warps, stages = 16, 16, 4, 1
     if config is not None:  # (block_m, block_n, warps, stages): for tile sweeps (bench/gpu/tune.py)
