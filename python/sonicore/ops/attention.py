@@ -278,7 +278,11 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
         name = "cpu"  # the common case, decided without building every backend's reason
     else:
         reasons = _backend_reasons(qb, shape, (kb, vb))
-        name = _backend.select_backend("attention", qt.device.type, backend, reasons)
+        # On CUDA the Triton kernel goes first: on an H200 it measured 1.6-2.1x the TFLOP/s of
+        # our mma.sync CUDA kernel at every shape tried (bench/RESULTS.md); CUDA is the fallback
+        # when Triton is not installed.
+        order = ("triton", "cuda", "torch") if qt.device.type == "cuda" else None
+        name = _backend.select_backend("attention", qt.device.type, backend, reasons, order=order)
 
     out_full = torch.empty_like(qt, memory_format=torch.contiguous_format)  # in the caller's layout
     ob = _as_bhnd(out_full, layout)
