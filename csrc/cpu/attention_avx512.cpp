@@ -1,10 +1,11 @@
 // AVX-512 instantiation of the CPU attention kernel (compiled with -mavx512f ... by CMake).
 // Only x86 builds compile this copy; pick() never asks for it elsewhere.
 #if defined(__x86_64__) || defined(__i386__)
-// GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512 mask
-// intrinsics (avx512fintrin.h); they are not about this file's code.
+// GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512 mask and
+// reduce intrinsics (avx512fintrin.h: _mm512_undefined_ps); they are not about this file's code.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 
@@ -36,22 +37,24 @@ struct Avx512 {
   static reg neginf_to_zero(reg m) {
     return _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, _mm512_set1_ps(kNegInf), _CMP_EQ_OQ), _mm512_setzero_ps());
   }
-  // 2^x: round to the nearest integer n, a degree-5 polynomial of 2^f on [-1/2, 1/2], fitted
-  // for relative error (1.4e-7), then scalef by n. The lower clamp keeps -inf from turning into
-  // NaN (2^-150 rounds to exactly 0); max(c, x) returns x when x is NaN, so NaN survives.
-  static reg exp2(reg x) { return exp2_finite(_mm512_max_ps(_mm512_set1_ps(-150.0f), x)); }
-  // 2^x for x that is not -inf (blocks without masked scores): scalef takes any finite n.
+  // 2^x = 2^floor(x) * 2^f with f = x - floor(x) in [0, 1): vreduceps gives f in one
+  // instruction, a degree-5 polynomial fitted for relative error gives 2^f, and
+  // vscalefps multiplies by 2^floor(x) itself (it floors its second operand), so no separate
+  // rounding or subtraction is needed. Large negative x underflows to exactly 0 (FTZ is on
+  // while the kernel runs); NaN stays NaN.
   static reg exp2_finite(reg x) {
-    reg n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    reg f = _mm512_sub_ps(x, n);
-    reg y = _mm512_set1_ps(1.3266970636323094e-03f);
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6754599362611771e-03f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5507425218820572e-02f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022121727466583e-01f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.9314694404602051e-01f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0000001192092896f));
-    return _mm512_scalef_ps(y, n);
+    const reg f = _mm512_reduce_ps(x, 0x01);  // x - floor(x): 0 fraction bits kept, round down
+    reg y = _mm512_set1_ps(0.0018775766948238015f);
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.008989340625703335f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.05582631751894951f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.24015361070632935f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.6931530833244324f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
+    return _mm512_scalef_ps(y, x);
   }
+  // 2^x also for x = -inf (masked scores): clamped to -200 first, whose 2^x rounds to exactly 0.
+  // max(c, x) returns x when x is NaN, so NaN survives.
+  static reg exp2(reg x) { return exp2_finite(_mm512_max_ps(_mm512_set1_ps(-200.0f), x)); }
 };
 
 }  // namespace

@@ -186,12 +186,18 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // St[r][0..NV*W) for MR keys against NV*W queries: MR x NV accumulators stay in registers for
 // the whole reduction over d.
-template <class V, int MR, int NV>
+//
+// kExp (the lazy-rescaling path, see forward_tasks): the accumulators start at -m (m = the
+// queries' running max, so they end at S - m without a separate subtraction), the tile is
+// written as P = exp2(S - m) straight from registers and the first `nvalid` rows are added to
+// the per-query block sums `bsum`. That saves the max pass and the load / subtract / store of
+// the separate exp pass over St.
+template <class V, int MR, int NV, bool kExp = false>
 inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, int64_t D, float* st,
-                    int64_t lds) {
+                    int64_t lds, const float* negm = nullptr, float* bsum = nullptr, int nvalid = MR) {
   typename V::reg acc[MR][NV];
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    for (int v = 0; v < NV; ++v) acc[r][v] = kExp ? V::load(negm + v * V::W) : V::zero();
   for (int64_t d = 0; d < D; ++d) {
     typename V::reg b[NV];
     for (int v = 0; v < NV; ++v) b[v] = V::load(qt + d * ldq + v * V::W);
@@ -200,8 +206,20 @@ inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, i
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) V::store(st + r * lds + v * V::W, acc[r][v]);
+  if constexpr (kExp) {
+    for (int v = 0; v < NV; ++v) {
+      typename V::reg sum = V::load(bsum + v * V::W);
+      for (int r = 0; r < MR; ++r) {
+        const typename V::reg e = V::exp2_finite(acc[r][v]);
+        V::store(st + r * lds + v * V::W, e);
+        if (r < nvalid) sum = V::add(sum, e);  // rows past nvalid are the zero keys of a short tail
+      }
+      V::store(bsum + v * V::W, sum);
+    }
+  } else {
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) V::store(st + r * lds + v * V::W, acc[r][v]);
+  }
 }
 
 // O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j Pt[j][r] * V[j][..] for MR query rows.
@@ -258,16 +276,17 @@ inline void pv_block(const float* pt, int64_t ldp, const float* vr, int64_t ldv,
 
 // St rows [0, nkeys) for query chunks [0, nq) (multiple of kQueryChunk). `k` rows have stride
 // ldk; a last group shorter than MR_QK is copied into `ktail` (zero rows) so nothing past the
-// valid keys is read.
-template <class V>
+// valid keys is read. kExp: P = exp2(S + negm) instead of S, row sums added to bsum (qk_tile).
+template <class V, bool kExp = false>
 inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt, int64_t ldq, int64_t D,
-                     int64_t nq, float* st, int64_t lds, float* ktail) {
+                     int64_t nq, float* st, int64_t lds, float* ktail, const float* negm = nullptr,
+                     float* bsum = nullptr) {
   constexpr int MR = V::MR_QK;
   for (int64_t j = 0; j < nkeys; j += MR) {
     const float* kr = k + j * ldk;
     int64_t ld = ldk;
-    if (j + MR > nkeys) {
-      const int64_t n = nkeys - j;
+    const int n = int(std::min<int64_t>(MR, nkeys - j));
+    if (n < MR) {
       for (int64_t r = 0; r < MR; ++r)
         for (int64_t d = 0; d < D; ++d) ktail[r * D + d] = r < n ? kr[r * ldk + d] : 0.0f;
       kr = ktail;
@@ -278,10 +297,12 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
     if constexpr (V::WIDE_QK)
       for (; c + 2 * kQueryChunk <= nq; c += 2 * kQueryChunk)
         for (int h = 0; h < 2; ++h)
-          qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W)>(kr + h * (MR / 2) * ld, ld, qt + c, ldq, D,
-                                                           st + (j + h * (MR / 2)) * lds + c, lds);
+          qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W), kExp>(
+              kr + h * (MR / 2) * ld, ld, qt + c, ldq, D, st + (j + h * (MR / 2)) * lds + c, lds, kExp ? negm + c : nullptr,
+              kExp ? bsum + c : nullptr, std::max(0, std::min(MR / 2, n - h * (MR / 2))));
     for (; c < nq; c += kQueryChunk)
-      qk_tile<V, MR, kQueryChunk / V::W>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds);
+      qk_tile<V, MR, kQueryChunk / V::W, kExp>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds,
+                                               kExp ? negm + c : nullptr, kExp ? bsum + c : nullptr, n);
   }
 }
 
@@ -428,6 +449,8 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[Mq]), limf(new float[Mq]);
   const int64_t KB = cx.key_block;
   std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
+  std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]), ones(new float[Mq]);
+  std::fill(ones.get(), ones.get() + Mq, 1.0f);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
@@ -454,12 +477,36 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
     const int64_t kend = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
     for (int64_t c0 = 0; c0 < kend; c0 += KB) {
       const int64_t nk = std::min<int64_t>(KB, kend - c0);
-      qk_block<V>(kb + c0 * cx.ks[2], cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
+      const float* kblk = kb + c0 * cx.ks[2];
+      const float* vblk = vb + c0 * cx.vs[2];
       // Rows past nk (the zero keys padding the last micro-tile) are never read again, so only
       // blocks that cross some query's limit need the element-wise mask.
-      softmax_block<V>(st.get(), nq, nk, nq, float(c0), c0 + nk > lim_min, limf.get(), ms.get(), ls.get(),
-                       alpha.get());
-      pv_block<V>(st.get(), nq, vb + c0 * cx.vs[2], cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
+      const bool masked = c0 + nk > lim_min;
+      // Lazy rescaling: once every query has a finite running max m (after the first block,
+      // which masked blocks never follow unmasked ones to undo), an unmasked block is
+      // exponentiated against that m as it stands, fused into the QK^T tiles, and m, l and O
+      // are left unscaled (alpha = 1). This is exact: l and O share the same m and the final
+      // O / l cancels it. It is taken only when every P of the block stays <= 2^16 (checked on
+      // the block sums; NaN fails the check), so nothing can overflow; a block whose scores
+      // outgrow m by more than that is recomputed the ordinary way, which moves m.
+      if (!masked && c0 > 0) {
+        for (int64_t i = 0; i < nq; ++i) {
+          negm[i] = ms[i] == kNegInf ? 0.0f : -ms[i];
+          bsum[i] = 0.0f;
+        }
+        qk_block<V, true>(kblk, cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get(), negm.get(),
+                          bsum.get());
+        bool ok = true;
+        for (int64_t i = 0; i < nq; ++i) ok &= bsum[i] <= 65536.0f;
+        if (ok) {
+          for (int64_t i = 0; i < nq; ++i) ls[i] += bsum[i];
+          pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), ones.get(), vrows);
+          continue;
+        }
+      }
+      qk_block<V>(kblk, cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
+      softmax_block<V>(st.get(), nq, nk, nq, float(c0), masked, limf.get(), ms.get(), ls.get(), alpha.get());
+      pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t o = ooff + (r0 + r) * p.out_stride[2];
