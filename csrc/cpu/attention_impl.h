@@ -222,15 +222,19 @@ inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, i
   }
 }
 
-// O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j Pt[j][r] * V[j][..] for MR query rows.
+// O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j Pt[j][r] * V[j][..] for MR query rows
+// (alpha null: no rescale, the lazy-rescaling blocks).
 template <class V, int MR, int DV>
 inline void pv_chunk(const float* pt, int64_t ldp, const float* vr, int64_t ldv, int64_t ncols, float* o,
                      int64_t ldo, const float* alpha) {
   typename V::reg acc[MR][DV];
-  for (int r = 0; r < MR; ++r) {
-    typename V::reg a = V::set1(alpha[r]);
-    for (int v = 0; v < DV; ++v) acc[r][v] = V::mul(V::load(o + r * ldo + v * V::W), a);
-  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < DV; ++v) acc[r][v] = V::load(o + r * ldo + v * V::W);
+  if (alpha)
+    for (int r = 0; r < MR; ++r) {
+      typename V::reg a = V::set1(alpha[r]);
+      for (int v = 0; v < DV; ++v) acc[r][v] = V::mul(acc[r][v], a);
+    }
   for (int64_t j = 0; j < ncols; ++j) {
     typename V::reg b[DV];
     for (int v = 0; v < DV; ++v) b[v] = V::load(vr + j * ldv + v * V::W);
@@ -263,13 +267,15 @@ inline void pv_block(const float* pt, int64_t ldp, const float* vr, int64_t ldv,
                      float* o, const float* alpha, int64_t rows) {
   constexpr int MR = V::MR_PV;
   int64_t r = 0;
-  for (; r + MR <= rows; r += MR) pv_rows<V, MR>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r);
+  for (; r + MR <= rows; r += MR)
+    pv_rows<V, MR>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha ? alpha + r : nullptr);
+  const float* ar = alpha ? alpha + r : nullptr;
   switch (rows - r) {
-    case 1: pv_rows<V, 1>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 2: if constexpr (MR > 2) pv_rows<V, 2>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 3: if constexpr (MR > 3) pv_rows<V, 3>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 4: if constexpr (MR > 4) pv_rows<V, 4>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 5: if constexpr (MR > 5) pv_rows<V, 5>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    case 1: pv_rows<V, 1>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 2: if constexpr (MR > 2) pv_rows<V, 2>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 3: if constexpr (MR > 3) pv_rows<V, 3>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 4: if constexpr (MR > 4) pv_rows<V, 4>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 5: if constexpr (MR > 5) pv_rows<V, 5>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
     default: break;
   }
 }
@@ -296,10 +302,10 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
     // Wide tiles (MR/2 keys x 2 chunks) load fewer broadcasts per FMA where two chunks remain.
     if constexpr (V::WIDE_QK)
       for (; c + 2 * kQueryChunk <= nq; c += 2 * kQueryChunk)
-        for (int h = 0; h < 2; ++h)
+        for (int h = 0; h < 2 && h * (MR / 2) < n; ++h)  // a short tail may leave the second half empty
           qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W), kExp>(
               kr + h * (MR / 2) * ld, ld, qt + c, ldq, D, st + (j + h * (MR / 2)) * lds + c, lds, kExp ? negm + c : nullptr,
-              kExp ? bsum + c : nullptr, std::max(0, std::min(MR / 2, n - h * (MR / 2))));
+              kExp ? bsum + c : nullptr, std::min(MR / 2, n - h * (MR / 2)));
     for (; c < nq; c += kQueryChunk)
       qk_tile<V, MR, kQueryChunk / V::W, kExp>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds,
                                                kExp ? negm + c : nullptr, kExp ? bsum + c : nullptr, n);
@@ -466,8 +472,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[Mq]), limf(new float[Mq]);
   const int64_t KB = cx.key_block;
   std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
-  std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]), ones(new float[Mq]);
-  std::fill(ones.get(), ones.get() + Mq, 1.0f);
+  std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
@@ -517,7 +522,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
         for (int64_t i = 0; i < nq; ++i) ok &= bsum[i] <= 65536.0f;
         if (ok) {
           for (int64_t i = 0; i < nq; ++i) ls[i] += bsum[i];
-          pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), ones.get(), vrows);
+          pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), nullptr, vrows);
           continue;
         }
       }
