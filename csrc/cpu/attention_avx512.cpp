@@ -1,10 +1,11 @@
 // AVX-512 instantiation of the CPU attention kernel (compiled with -mavx512f ... by CMake).
 // Only x86 builds compile this copy; pick() never asks for it elsewhere.
 #if defined(__x86_64__) || defined(__i386__)
-// GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512 mask
-// intrinsics (avx512fintrin.h); they are not about this file's code.
+// GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512 mask and
+// reduce intrinsics (avx512fintrin.h: _mm512_undefined_ps); they are not about this file's code.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
 
@@ -19,6 +20,7 @@ struct Avx512 {
   static constexpr int MR_QK = 12;  // 12 keys x 32 queries = 24 zmm accumulators
   static constexpr bool WIDE_QK = true;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 6;   // 6 queries x 64 channels = 24 zmm accumulators
+  static constexpr bool TRANSPOSE16 = true;
   using reg = __m512;
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
@@ -36,22 +38,53 @@ struct Avx512 {
   static reg neginf_to_zero(reg m) {
     return _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, _mm512_set1_ps(kNegInf), _CMP_EQ_OQ), _mm512_setzero_ps());
   }
-  // 2^x: round to the nearest integer n, a degree-5 polynomial of 2^f on [-1/2, 1/2], fitted
-  // for relative error (1.4e-7), then scalef by n. The lower clamp keeps -inf from turning into
-  // NaN (2^-150 rounds to exactly 0); max(c, x) returns x when x is NaN, so NaN survives.
-  static reg exp2(reg x) { return exp2_finite(_mm512_max_ps(_mm512_set1_ps(-150.0f), x)); }
-  // 2^x for x that is not -inf (blocks without masked scores): scalef takes any finite n.
-  static reg exp2_finite(reg x) {
-    reg n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    reg f = _mm512_sub_ps(x, n);
-    reg y = _mm512_set1_ps(1.3266970636323094e-03f);
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(9.6754599362611771e-03f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(5.5507425218820572e-02f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(2.4022121727466583e-01f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(6.9314694404602051e-01f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(1.0000001192092896f));
-    return _mm512_scalef_ps(y, n);
+  // dst[c * ldd + r] = src[r * lds + c] * scale for a 16 x 16 block: 32-bit then 64-bit
+  // interleaves inside 128-bit lanes, then two rounds of 128-bit lane shuffles.
+  static void transpose16(const float* src, int64_t lds, float scale, float* dst, int64_t ldd) {
+    const reg sc = _mm512_set1_ps(scale);
+    reg a[16], b[16];
+    for (int r = 0; r < 16; r += 2) {
+      const reg x = _mm512_loadu_ps(src + r * lds), y = _mm512_loadu_ps(src + (r + 1) * lds);
+      a[r] = _mm512_unpacklo_ps(x, y);      // lane L: x[4L], y[4L], x[4L+1], y[4L+1]
+      a[r + 1] = _mm512_unpackhi_ps(x, y);  // lane L: x[4L+2], y[4L+2], x[4L+3], y[4L+3]
+    }
+    // b[4g + c], lane L: column 4L + c of rows 4g .. 4g+3.
+    for (int g = 0; g < 4; ++g) {
+      const __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
+      const __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
+      b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+      b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+      b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+      b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int c = 0; c < 4; ++c) {
+      const reg u0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+      const reg v0 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+      const reg v1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+      _mm512_storeu_ps(dst + (0 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u0, v0, 0x88), sc));
+      _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u0, v0, 0xDD), sc));
+      _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u1, v1, 0x88), sc));
+      _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u1, v1, 0xDD), sc));
+    }
   }
+  // 2^x = 2^floor(x) * 2^f with f = x - floor(x) in [0, 1): vreduceps gives f in one
+  // instruction, a degree-5 polynomial fitted for relative error gives 2^f, and
+  // vscalefps multiplies by 2^floor(x) itself (it floors its second operand), so no separate
+  // rounding or subtraction is needed. Large negative x underflows to exactly 0 (FTZ is on
+  // while the kernel runs); NaN stays NaN.
+  static reg exp2_finite(reg x) {
+    const reg f = _mm512_reduce_ps(x, 0x01);  // x - floor(x): 0 fraction bits kept, round down
+    reg y = _mm512_set1_ps(0.0018775766948238015f);
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.008989340625703335f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.05582631751894951f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.24015361070632935f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.6931530833244324f));
+    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
+    return _mm512_scalef_ps(y, x);
+  }
+  // 2^x also for x = -inf (masked scores): clamped to -200 first, whose 2^x rounds to exactly 0.
+  // max(c, x) returns x when x is NaN, so NaN survives.
+  static reg exp2(reg x) { return exp2_finite(_mm512_max_ps(_mm512_set1_ps(-200.0f), x)); }
 };
 
 }  // namespace

@@ -22,6 +22,7 @@ struct Portable {
   static constexpr int MR_QK = 1;  // 1 key x 32 queries = 8 vector accumulators
   static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;  // 2 queries x 16 channels = 8 vector accumulators
+  static constexpr bool TRANSPOSE16 = false;  // Q is transposed by the scalar path
   typedef float reg __attribute__((vector_size(16)));
   static reg load(const float* p) {
     reg r;
@@ -47,6 +48,7 @@ struct Portable {
   static constexpr int MR_QK = 2;
   static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;
+  static constexpr bool TRANSPOSE16 = false;
   struct reg {
     float v[16];
   };

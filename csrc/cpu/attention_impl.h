@@ -178,6 +178,15 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// Full unrolling of the short loops over a micro-tile's rows and vectors, so its accumulators
+// are read and written straight from registers: rolled, GCC copies all of them through the
+// stack before and after the FMA loop (~3% of the kernel).
+#if defined(__GNUC__) || defined(__clang__)
+#define SONICORE_ATTN_UNROLL _Pragma("GCC unroll 16")
+#else
+#define SONICORE_ATTN_UNROLL
+#endif
+
 // ---------------------------------------------------------------- micro-kernels
 //
 // Queries live in vector lanes. S^T tile: St[j][i] = sum_d K[j][d] * Qt[d][i], so the softmax
@@ -186,12 +195,20 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // St[r][0..NV*W) for MR keys against NV*W queries: MR x NV accumulators stay in registers for
 // the whole reduction over d.
-template <class V, int MR, int NV>
+//
+// kExp (the lazy-rescaling path, see forward_tasks): the accumulators start at -m (m = the
+// queries' running max, so they end at S - m without a separate subtraction), the tile is
+// written as P = exp2(S - m) straight from registers and the first `nvalid` rows are added to
+// the per-query block sums `bsum`. That saves the max pass and the load / subtract / store of
+// the separate exp pass over St.
+template <class V, int MR, int NV, bool kExp = false>
 inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, int64_t D, float* st,
-                    int64_t lds) {
+                    int64_t lds, const float* negm = nullptr, float* bsum = nullptr, int nvalid = MR) {
   typename V::reg acc[MR][NV];
+  SONICORE_ATTN_UNROLL
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    SONICORE_ATTN_UNROLL
+    for (int v = 0; v < NV; ++v) acc[r][v] = kExp ? V::load(negm + v * V::W) : V::zero();
   for (int64_t d = 0; d < D; ++d) {
     typename V::reg b[NV];
     for (int v = 0; v < NV; ++v) b[v] = V::load(qt + d * ldq + v * V::W);
@@ -200,19 +217,43 @@ inline void qk_tile(const float* k, int64_t ldk, const float* qt, int64_t ldq, i
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) V::store(st + r * lds + v * V::W, acc[r][v]);
+  if constexpr (kExp) {
+    SONICORE_ATTN_UNROLL
+    for (int v = 0; v < NV; ++v) {
+      typename V::reg sum = V::load(bsum + v * V::W);
+      SONICORE_ATTN_UNROLL
+      for (int r = 0; r < MR; ++r) {
+        const typename V::reg e = V::exp2_finite(acc[r][v]);
+        V::store(st + r * lds + v * V::W, e);
+        if (r < nvalid) sum = V::add(sum, e);  // rows past nvalid are the zero keys of a short tail
+      }
+      V::store(bsum + v * V::W, sum);
+    }
+  } else {
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < MR; ++r)
+      SONICORE_ATTN_UNROLL
+      for (int v = 0; v < NV; ++v) V::store(st + r * lds + v * V::W, acc[r][v]);
+  }
 }
 
-// O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j Pt[j][r] * V[j][..] for MR query rows.
+// O[r][0..DV*W) = alpha[r] * O[r][..] + sum_j Pt[j][r] * V[j][..] for MR query rows
+// (alpha null: no rescale, the lazy-rescaling blocks).
 template <class V, int MR, int DV>
 inline void pv_chunk(const float* pt, int64_t ldp, const float* vr, int64_t ldv, int64_t ncols, float* o,
                      int64_t ldo, const float* alpha) {
   typename V::reg acc[MR][DV];
-  for (int r = 0; r < MR; ++r) {
-    typename V::reg a = V::set1(alpha[r]);
-    for (int v = 0; v < DV; ++v) acc[r][v] = V::mul(V::load(o + r * ldo + v * V::W), a);
-  }
+  SONICORE_ATTN_UNROLL
+  for (int r = 0; r < MR; ++r)
+    SONICORE_ATTN_UNROLL
+    for (int v = 0; v < DV; ++v) acc[r][v] = V::load(o + r * ldo + v * V::W);
+  if (alpha)
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < MR; ++r) {
+      typename V::reg a = V::set1(alpha[r]);
+      SONICORE_ATTN_UNROLL
+      for (int v = 0; v < DV; ++v) acc[r][v] = V::mul(acc[r][v], a);
+    }
   for (int64_t j = 0; j < ncols; ++j) {
     typename V::reg b[DV];
     for (int v = 0; v < DV; ++v) b[v] = V::load(vr + j * ldv + v * V::W);
@@ -221,7 +262,9 @@ inline void pv_chunk(const float* pt, int64_t ldp, const float* vr, int64_t ldv,
       for (int v = 0; v < DV; ++v) acc[r][v] = V::fma(a, b[v], acc[r][v]);
     }
   }
+  SONICORE_ATTN_UNROLL
   for (int r = 0; r < MR; ++r)
+    SONICORE_ATTN_UNROLL
     for (int v = 0; v < DV; ++v) V::store(o + r * ldo + v * V::W, acc[r][v]);
 }
 
@@ -245,29 +288,32 @@ inline void pv_block(const float* pt, int64_t ldp, const float* vr, int64_t ldv,
                      float* o, const float* alpha, int64_t rows) {
   constexpr int MR = V::MR_PV;
   int64_t r = 0;
-  for (; r + MR <= rows; r += MR) pv_rows<V, MR>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r);
+  for (; r + MR <= rows; r += MR)
+    pv_rows<V, MR>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha ? alpha + r : nullptr);
+  const float* ar = alpha ? alpha + r : nullptr;
   switch (rows - r) {
-    case 1: pv_rows<V, 1>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 2: if constexpr (MR > 2) pv_rows<V, 2>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 3: if constexpr (MR > 3) pv_rows<V, 3>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 4: if constexpr (MR > 4) pv_rows<V, 4>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
-    case 5: if constexpr (MR > 5) pv_rows<V, 5>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, alpha + r); break;
+    case 1: pv_rows<V, 1>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 2: if constexpr (MR > 2) pv_rows<V, 2>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 3: if constexpr (MR > 3) pv_rows<V, 3>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 4: if constexpr (MR > 4) pv_rows<V, 4>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
+    case 5: if constexpr (MR > 5) pv_rows<V, 5>(pt + r, ldp, vr, ldv, Dp, ncols, o + r * Dp, ar); break;
     default: break;
   }
 }
 
 // St rows [0, nkeys) for query chunks [0, nq) (multiple of kQueryChunk). `k` rows have stride
 // ldk; a last group shorter than MR_QK is copied into `ktail` (zero rows) so nothing past the
-// valid keys is read.
-template <class V>
+// valid keys is read. kExp: P = exp2(S + negm) instead of S, row sums added to bsum (qk_tile).
+template <class V, bool kExp = false>
 inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt, int64_t ldq, int64_t D,
-                     int64_t nq, float* st, int64_t lds, float* ktail) {
+                     int64_t nq, float* st, int64_t lds, float* ktail, const float* negm = nullptr,
+                     float* bsum = nullptr) {
   constexpr int MR = V::MR_QK;
   for (int64_t j = 0; j < nkeys; j += MR) {
     const float* kr = k + j * ldk;
     int64_t ld = ldk;
-    if (j + MR > nkeys) {
-      const int64_t n = nkeys - j;
+    const int n = int(std::min<int64_t>(MR, nkeys - j));
+    if (n < MR) {
       for (int64_t r = 0; r < MR; ++r)
         for (int64_t d = 0; d < D; ++d) ktail[r * D + d] = r < n ? kr[r * ldk + d] : 0.0f;
       kr = ktail;
@@ -277,11 +323,13 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
     // Wide tiles (MR/2 keys x 2 chunks) load fewer broadcasts per FMA where two chunks remain.
     if constexpr (V::WIDE_QK)
       for (; c + 2 * kQueryChunk <= nq; c += 2 * kQueryChunk)
-        for (int h = 0; h < 2; ++h)
-          qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W)>(kr + h * (MR / 2) * ld, ld, qt + c, ldq, D,
-                                                           st + (j + h * (MR / 2)) * lds + c, lds);
+        for (int h = 0; h < 2 && h * (MR / 2) < n; ++h)  // a short tail may leave the second half empty
+          qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W), kExp>(
+              kr + h * (MR / 2) * ld, ld, qt + c, ldq, D, st + (j + h * (MR / 2)) * lds + c, lds, kExp ? negm + c : nullptr,
+              kExp ? bsum + c : nullptr, std::min(MR / 2, n - h * (MR / 2)));
     for (; c < nq; c += kQueryChunk)
-      qk_tile<V, MR, kQueryChunk / V::W>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds);
+      qk_tile<V, MR, kQueryChunk / V::W, kExp>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds,
+                                               kExp ? negm + c : nullptr, kExp ? bsum + c : nullptr, n);
   }
 }
 
@@ -393,10 +441,27 @@ inline int64_t key_limit(bool causal, int64_t row, int64_t ql, int64_t kl) {
 }
 
 // Transposed, scaled Q block: qt[d][i] for rows [r0, r0 + vrows), zero lanes up to nq.
+// float32 rows go through the ISA's 16 x 16 register transpose where it has one (the scalar
+// scatter below costs ~5% of a whole N=1024 call); the edges and other dtypes use the scalar
+// path.
+template <class V>
 inline void pack_qt(const AttentionParams& p, int64_t qoff, int64_t r0, int64_t vrows, int64_t nq, float scale,
                     float* row, float* qt) {
   const int64_t D = p.head_dim;
-  for (int64_t i = 0; i < nq; ++i) {
+  int64_t i = 0, dfull = 0;
+  if constexpr (V::TRANSPOSE16) {
+    if (p.dtype == DType::f32) {
+      const float* q = static_cast<const float*>(p.q) + qoff;
+      const int64_t ld = p.q_stride[2];
+      dfull = D / 16 * 16;
+      for (; i + 16 <= vrows; i += 16) {
+        for (int64_t d = 0; d < dfull; d += 16) V::transpose16(q + (r0 + i) * ld + d, ld, scale, qt + d * nq + i, nq);
+        for (int64_t d = dfull; d < D; ++d)
+          for (int64_t u = 0; u < 16; ++u) qt[d * nq + i + u] = q[(r0 + i + u) * ld + d] * scale;
+      }
+    }
+  }
+  for (; i < nq; ++i) {
     if (i < vrows) {
       load_row(p.q, p.dtype, qoff + (r0 + i) * p.q_stride[2], D, scale, row);
       for (int64_t d = 0; d < D; ++d) qt[d * nq + i] = row[d];
@@ -428,6 +493,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[Mq]), limf(new float[Mq]);
   const int64_t KB = cx.key_block;
   std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
+  std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
@@ -440,7 +506,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
     const float* vb = cx.vbase + b * cx.vs[0] + (h / G) * cx.vs[1];
     const int64_t nq = round_up(std::max<int64_t>(vrows, 1), kQueryChunk);
 
-    pack_qt(p, b * p.q_stride[0] + h * p.q_stride[1], r0, vrows, nq, cx.qscale, row.get(), qt.get());
+    pack_qt<V>(p, b * p.q_stride[0] + h * p.q_stride[1], r0, vrows, nq, cx.qscale, row.get(), qt.get());
     int64_t lim_min = kl;
     for (int64_t i = 0; i < nq; ++i) {
       const int64_t lim = i < vrows ? key_limit(p.causal, r0 + i, ql, kl) : 0;
@@ -454,12 +520,36 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
     const int64_t kend = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
     for (int64_t c0 = 0; c0 < kend; c0 += KB) {
       const int64_t nk = std::min<int64_t>(KB, kend - c0);
-      qk_block<V>(kb + c0 * cx.ks[2], cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
+      const float* kblk = kb + c0 * cx.ks[2];
+      const float* vblk = vb + c0 * cx.vs[2];
       // Rows past nk (the zero keys padding the last micro-tile) are never read again, so only
       // blocks that cross some query's limit need the element-wise mask.
-      softmax_block<V>(st.get(), nq, nk, nq, float(c0), c0 + nk > lim_min, limf.get(), ms.get(), ls.get(),
-                       alpha.get());
-      pv_block<V>(st.get(), nq, vb + c0 * cx.vs[2], cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
+      const bool masked = c0 + nk > lim_min;
+      // Lazy rescaling: once every query has a finite running max m (after the first block,
+      // which masked blocks never follow unmasked ones to undo), an unmasked block is
+      // exponentiated against that m as it stands, fused into the QK^T tiles, and m, l and O
+      // are left unscaled (alpha = 1). This is exact: l and O share the same m and the final
+      // O / l cancels it. It is taken only when every P of the block stays <= 2^16 (checked on
+      // the block sums; NaN fails the check), so nothing can overflow; a block whose scores
+      // outgrow m by more than that is recomputed the ordinary way, which moves m.
+      if (!masked && c0 > 0) {
+        for (int64_t i = 0; i < nq; ++i) {
+          negm[i] = ms[i] == kNegInf ? 0.0f : -ms[i];
+          bsum[i] = 0.0f;
+        }
+        qk_block<V, true>(kblk, cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get(), negm.get(),
+                          bsum.get());
+        bool ok = true;
+        for (int64_t i = 0; i < nq; ++i) ok &= bsum[i] <= 65536.0f;
+        if (ok) {
+          for (int64_t i = 0; i < nq; ++i) ls[i] += bsum[i];
+          pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), nullptr, vrows);
+          continue;
+        }
+      }
+      qk_block<V>(kblk, cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
+      softmax_block<V>(st.get(), nq, nk, nq, float(c0), masked, limf.get(), ms.get(), ls.get(), alpha.get());
+      pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t o = ooff + (r0 + r) * p.out_stride[2];
@@ -496,7 +586,7 @@ void probs_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
       std::fill(out, out + rows * Nk, 0.0f);
       continue;
     }
-    pack_qt(p, b * p.q_stride[0] + h * p.q_stride[1], r0, rows, nq, cx.qscale, row.get(), qt.get());
+    pack_qt<V>(p, b * p.q_stride[0] + h * p.q_stride[1], r0, rows, nq, cx.qscale, row.get(), qt.get());
     qk_block<V>(cx.kbase + b * cx.ks[0] + (h / G) * cx.ks[1], cx.ks[2], kl, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
     for (int64_t c = 0; c < nq; c += V::W) {
       typename V::reg mx = V::set1(kNegInf);

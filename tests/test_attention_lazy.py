@@ -1,0 +1,88 @@
+"""The CPU kernel's lazy-rescaling path: after the first key block, unmasked blocks are
+exponentiated against the running max as it stands (no rescale of O and l) as long as every
+weight stays <= 2^16, else the block is redone the ordinary way. These tests make later keys
+outgrow the running max on purpose (a spike, a steady ramp), put NaN and inf far into the keys,
+and compare with the float64 reference on every compiled ISA path. Key counts are well past one
+key block (96) so several lazy blocks run."""
+import numpy as np
+import pytest
+import torch
+
+from attention_reference import reference
+from sonicore import _backend
+from sonicore.ops import attention
+import sys
+
+A = sys.modules["sonicore.ops.attention"]
+ISAS = {"avx512": 2, "avx2": 1, "scalar": 0}
+ISA_CAPS = [v for k, v in ISAS.items() if v <= ISAS[_backend.C.cpu_isa()]]
+
+
+@pytest.fixture(params=ISA_CAPS, ids=lambda v: f"isa{v}")
+def isa(request, monkeypatch):
+    monkeypatch.setattr(A, "_CPU_ISA_CAP", request.param)
+    return request.param
+
+
+def randn(rng, *shape):
+    return torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+
+
+def assert_close(out, lse, q, k, v, causal, kv_lens=None):
+    ref, ref_lse = reference(q, k, v, causal=causal, kv_lens=kv_lens)
+    err = (out.double() - ref).abs().max().item()
+    assert err <= 2e-5 * max(1.0, ref.abs().max().item()), err
+    fin = torch.isfinite(ref_lse)
+    assert torch.equal(torch.isneginf(lse), torch.isneginf(ref_lse))
+    assert (lse.double()[fin] - ref_lse[fin]).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("growth", ["spike", "ramp"])
+def test_scores_outgrowing_the_running_max(rng, isa, causal, growth):
+    B, H, Nq, Nk, D = 1, 2, 37, 331, 64
+    u = randn(rng, D)
+    u /= u.norm()
+    # Every query leans on u, so keys along u score high for all of them.
+    q = 0.3 * randn(rng, B, H, Nq, D) + 4.0 * u
+    k, v = randn(rng, B, H, Nk, D), randn(rng, B, H, Nk, D)
+    if growth == "spike":
+        # Key 250 (third key block) scores ~20 (natural log units) above the rest: its weight
+        # against the running max is ~2^29, far past the lazy bound, so that block is redone.
+        k[:, :, 250] = 40.0 * u
+    else:
+        # Scores climb steadily over the keys: several blocks outgrow the running max.
+        k += torch.linspace(0.0, 60.0, Nk)[:, None] * u
+    out, lse = attention(q, k, v, causal=causal, return_lse=True, backend="cpu")
+    assert_close(out, lse, q, k, v, causal)
+    if growth == "spike":
+        # The spike dominates: every row is close to v[250] (sanity check on the setup).
+        assert (out - v[:, :, 250:251]).abs().max().item() < 1e-3
+
+
+@pytest.mark.parametrize("Nk", [97, 193, 1031])
+def test_long_keys_awkward_lengths_with_lens(rng, isa, Nk):
+    B, H, Nq, D = 3, 2, 71, 64
+    q, k, v = randn(rng, B, H, Nq, D), randn(rng, B, H, Nk, D), randn(rng, B, H, Nk, D)
+    kl = torch.tensor([Nk, Nk // 2 + 1, 97], dtype=torch.int32)
+    for causal in (False, True):
+        out, lse = attention(q, k, v, causal=causal, kv_lens=kl, return_lse=True, backend="cpu")
+        assert_close(out, lse, q, k, v, causal, kv_lens=kl)
+
+
+def test_nan_and_inf_in_late_keys(rng, isa):
+    B, H, Nq, Nk, D = 1, 3, 40, 300, 64
+    q, k, v = randn(rng, B, H, Nq, D), randn(rng, B, H, Nk, D), randn(rng, B, H, Nk, D)
+    k[0, 0, 200, 7] = float("nan")   # head 0: a NaN score in a lazy block reaches every row
+    k[0, 1, 230, 3] = float("inf")   # head 1: +-inf scores (sign depends on q) in a lazy block
+    q[0, 2, 5, 0] = float("nan")     # head 2: one NaN query row, the others must stay finite
+    out = attention(q, k, v, backend="cpu")
+    ref, _ = reference(q, k, v)
+    assert torch.isnan(out[0, 0]).all()
+    assert torch.equal(torch.isnan(out[0, 1]), torch.isnan(ref[0, 1]))
+    fin = torch.isfinite(ref[0, 1])
+    assert (out[0, 1].double()[fin] - ref[0, 1][fin]).abs().max().item() <= 2e-5
+    assert torch.isnan(out[0, 2, 5]).all()
+    rest = torch.ones(Nq, dtype=torch.bool)
+    rest[5] = False
+    assert (out[0, 2, rest].double() - ref[0, 2, rest]).abs().max().item() <= 2e-5
