@@ -256,14 +256,14 @@ _U32 = 2.0 ** -24  # float32 unit roundoff
 
 
 def _whisper_truth(x: np.ndarray, n_mels: int, padding: int = 0):
-    """Whisper's recipe in float64 (torch.stft + librosa's float64 Slaney bank), written here,
-    and kappa: the float32 error each output element can carry, predicted from the float64
+    """Whisper's recipe in float64 (torch.stft + librosa's float64 Slaney bank) on Whisper's
+    actual inputs (the float32 audio and torch's float32 Hann window, both widened), and kappa: the float32 error each output element can carry, predicted from the float64
     spectrum. A float32 FFT puts an error of about u * sqrt(frame power) on every bin; through
     the band's weights that is 2 * u * sqrt(frame power) * sqrt(sum_k w_k^2 P_k) on the mel
     value, and the log10 / 4 divides it by 4 ln(10) * mel. Elements clamped to (max - 8) carry none.
     Returns (truth (n_mels, T), kappa (n_mels, T)), float64."""
     t = torch.nn.functional.pad(torch.from_numpy(x.astype(np.float64)), (0, padding))
-    s = torch.stft(t, 400, 160, window=torch.hann_window(400, dtype=torch.float64), return_complex=True)
+    s = torch.stft(t, 400, 160, window=torch.hann_window(400).double(), return_complex=True)
     p = s[..., :-1].abs() ** 2
     basis = torch.from_numpy(librosa.filters.mel(sr=16000, n_fft=400, n_mels=n_mels, dtype=np.float64))
     mel = basis @ p

@@ -360,6 +360,11 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: str
     return from_torch(out, was_numpy)
 
 
+@functools.lru_cache(maxsize=1)
+def _whisper_window_f64() -> np.ndarray:
+    return torch.hann_window(_WHISPER_N_FFT, periodic=True, dtype=torch.float32).numpy().astype(np.float64)
+
+
 def _whisper_log_mel_cpu(t: torch.Tensor, n_mels: int, padding: int, precision: str) -> torch.Tensor:
     """The fused C++ path: (S,) or (B, S) CPU tensor -> (n_mels, T) or (B, n_mels, T), t's dtype.
 
@@ -371,8 +376,13 @@ def _whisper_log_mel_cpu(t: torch.Tensor, n_mels: int, padding: int, precision: 
     x2 = np.ascontiguousarray(x2, dtype=np.dtype(precision))  # no copy when it already is
     _, packed, offsets, bin_start = _packed_bank(float(_WHISPER_SR), _WHISPER_N_FFT, n_mels, 0.0,
                                                  _WHISPER_SR / 2.0, False, "slaney", precision)
-    window = _hann(_WHISPER_N_FFT, torch.float32 if precision == "float32" else torch.float64,
-                   torch.device("cpu")).numpy()
+    # Whisper's window is torch's float32 Hann; the float64 path takes exactly those values,
+    # so that it computes Whisper's function of its actual inputs (near the window's ends a
+    # float64 Hann differs from it by up to ~1e-4 relative, which shows on frames that hold
+    # only the last few samples of a clip).
+    window = _hann(_WHISPER_N_FFT, torch.float32, torch.device("cpu")).numpy()
+    if precision == "float64":
+        window = _whisper_window_f64()
     n_frames = (x2.shape[1] + padding) // _WHISPER_HOP  # torch.stft's count minus Whisper's dropped frame
     out = np.empty((x2.shape[0], n_mels, n_frames), dtype=x2.dtype)
     C.log_mel_spectrogram(x2, window, _WHISPER_N_FFT, _WHISPER_HOP, True, True, padding, n_frames, False,
