@@ -197,8 +197,9 @@ def _fused_reference(x, window, n_fft, hop, center, pad_mode, zero_pad, n_frames
 def test_fused_log_mel_kernel_options(rng, dtype):
     """C.log_mel_spectrogram over its options (padding modes, magnitude, logs, zero padding,
     strided batch, the dynamic-range step) against torch.stft + a dense bank in float64."""
-    for _ in range(4):
-        n_fft = int(rng.choice([64, 256, 400, 510]))
+    # n_fft / 2 of 48, 180 and 200 take the frames-in-lanes FFT through radix 4, 2, 3 and 5
+    # stages; 255 = 3 * 5 * 17 the per-frame FFT.
+    for n_fft in (96, 360, 400, 510, int(rng.choice([64, 256, 1024]))):
         hop = int(rng.choice([n_fft // 4, 97, n_fft]))
         center = bool(rng.integers(2))
         pad_mode = str(rng.choice(["reflect", "constant"]))

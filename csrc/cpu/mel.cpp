@@ -10,6 +10,7 @@
 #include "sonicore/fft.h"
 #include "sonicore/parallel.h"
 #include "sonicore/stft.h"
+#include "mel_lanes.h"
 
 // The projection + log loops are written to vectorise; on x86-64 GCC/Clang compile them once
 // per ISA (AVX-512, AVX2, baseline) and pick at load time, so the wheel stays portable.
@@ -259,19 +260,43 @@ void log_mel_spectrogram(const T* x, int64_t batch, int64_t samples, int64_t x_s
   constexpr int64_t block = 128 / int64_t(sizeof(T));
   const int64_t blocks = (n_frames + block - 1) / block;
   std::vector<T> tops(size_t(batch * blocks), -std::numeric_limits<T>::infinity());
+  // Sizes whose n / 2 factors into 2, 3 and 5 take the frames-in-lanes FFT, which writes the
+  // tile's columns directly; others the per-frame FFT plus a scatter into the tile.
+  auto lane_plan = mel_lanes::plan_for<T>(n);
+  constexpr int64_t lanes = mel_lanes::lanes<T>();
+  static_assert(block % lanes == 0, "a tile holds whole lane passes");
   parallel_for(batch * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> work(static_cast<size_t>(fft::work_size(*plan))), tmp(static_cast<size_t>(n)),
-        row(static_cast<size_t>(bins));
+    std::vector<T> work, tmp, row;
+    if (lane_plan) {
+      work.resize(size_t(mel_lanes::work_size(*lane_plan)));
+      tmp.resize(size_t(lanes * n));
+    } else {
+      work.resize(size_t(fft::work_size(*plan)));
+      tmp.resize(size_t(n));
+      row.resize(size_t(bins));
+    }
     std::vector<T> tile(size_t(std::max<int64_t>(1, n_used) * block));
     for (int64_t w = begin; w < end; ++w) {
       const int64_t b = w / blocks, t0 = (w % blocks) * block, nb = std::min(block, n_frames - t0);
       const T* xb = x + b * x_stride;
-      for (int64_t j = 0; j < nb; ++j) {
-        const T* f = item_frame(xb, samples, L, (t0 + j) * p.hop - pad, n, framing.reflect, tmp.data());
-        fft::forward_frame(*plan, f, we.data(), wo.data(), opt, row.data(), work.data());
-        // Frame j becomes column j of the bins-major tile, so the projection below runs
-        // along frames (contiguous, vectorised) instead of short dot products along bins.
-        for (int64_t k = 0; k < n_used; ++k) tile[size_t(k * block + j)] = row[size_t(k)];
+      if (lane_plan) {
+        for (int64_t j0 = 0; j0 < nb; j0 += lanes) {
+          const int64_t count = std::min(lanes, nb - j0);
+          const T* frames[lanes];
+          for (int64_t j = 0; j < count; ++j)
+            frames[j] = item_frame(xb, samples, L, (t0 + j0 + j) * p.hop - pad, n, framing.reflect,
+                                   tmp.data() + j * n);
+          mel_lanes::power_pass(*lane_plan, frames, count, window, framing.magnitude, n_used, tile.data() + j0,
+                                block, work.data());
+        }
+      } else {
+        for (int64_t j = 0; j < nb; ++j) {
+          const T* f = item_frame(xb, samples, L, (t0 + j) * p.hop - pad, n, framing.reflect, tmp.data());
+          fft::forward_frame(*plan, f, we.data(), wo.data(), opt, row.data(), work.data());
+          // Frame j becomes column j of the bins-major tile, so the projection below runs
+          // along frames (contiguous, vectorised) instead of short dot products along bins.
+          for (int64_t k = 0; k < n_used; ++k) tile[size_t(k * block + j)] = row[size_t(k)];
+        }
       }
       T* o = out + b * n_mels * n_frames + t0;
       project_rows(tile.data(), block, o, n_frames, nb, weights, offsets, bin_start, n_mels, log, floor, clamp,
