@@ -89,26 +89,18 @@ inline __attribute__((always_inline)) void finish_values(T* v, int64_t n, MelLog
 // (mel, bin) pair, so the inner loop is a contiguous axpy the compiler vectorises. spec points
 // at the block's first frame of bin 0 (bin k at spec + k * sf); out at the block's first frame
 // of mel 0 (mel m at out + m * so).
-// Largest value of v[0..n) or `top`, ignoring NaN. Sixteen independent lanes, so the select
-// vectorises (a single running maximum is a reduction the compiler keeps scalar).
-template <typename T>
-inline __attribute__((always_inline)) T running_max(const T* v, int64_t n, T top) {
-  constexpr int lanes = 16;
-  T acc[lanes];
-  for (int j = 0; j < lanes; ++j) acc[j] = top;
-  int64_t i = 0;
-  for (; i + lanes <= n; i += lanes)
-    for (int j = 0; j < lanes; ++j) acc[j] = v[i + j] > acc[j] ? v[i + j] : acc[j];
-  for (; i < n; ++i) top = v[i] > top ? v[i] : top;
-  for (int j = 0; j < lanes; ++j) top = acc[j] > top ? acc[j] : top;
-  return top;
-}
-
-// top (optional): receives the largest finished value (NaN ignored), taken while it is in L1.
+// top (optional): receives the largest finished value (NaN ignored), taken while it is in L1:
+// a running maximum per frame (vectorised along frames), reduced once at the end.
 template <typename T>
 SONICORE_MEL_CLONES void project_rows(const T* spec, int64_t sf, T* out, int64_t so, int64_t n,
                                       const T* weights, const int64_t* offsets, const int32_t* bin_start,
                                       int64_t n_mels, MelLog log, T floor, bool clamp, T* top = nullptr) {
+  constexpr int64_t kMaxN = 64;
+  T acc[kMaxN];
+  if (top) {
+    SONICORE_CHECK(n <= kMaxN, "mel: block of frames too large for the running maximum");
+    for (int64_t t = 0; t < n; ++t) acc[t] = -std::numeric_limits<T>::infinity();
+  }
   for (int64_t m = 0; m < n_mels; ++m) {
     T* __restrict o = out + m * so;
     std::fill(o, o + n, T(0));
@@ -118,15 +110,21 @@ SONICORE_MEL_CLONES void project_rows(const T* spec, int64_t sf, T* out, int64_t
       for (int64_t t = 0; t < n; ++t) o[t] += w * s[t];
     }
     finish_values(o, n, log, floor, clamp);
-    if (top) *top = running_max(o, n, *top);
+    if (top)
+      for (int64_t t = 0; t < n; ++t) acc[t] = o[t] > acc[t] ? o[t] : acc[t];
   }
+  if (top)
+    for (int64_t t = 0; t < n; ++t) *top = acc[t] > *top ? acc[t] : *top;
 }
 
-// Whisper's dynamic-range map on v[0..n): (max(v, lo) + offset) * scale. `v < lo ? lo : v`
-// leaves a NaN element NaN (as torch.maximum does).
+// Whisper's dynamic-range map on rows x n values (row stride so): (max(v, lo) + offset) * scale.
+// `v < lo ? lo : v` leaves a NaN element NaN (as torch.maximum does).
 template <typename T>
-SONICORE_MEL_CLONES void apply_range(T* v, int64_t n, T lo, T offset, T scale) {
-  for (int64_t t = 0; t < n; ++t) v[t] = ((v[t] < lo ? lo : v[t]) + offset) * scale;
+SONICORE_MEL_CLONES void apply_range(T* out, int64_t so, int64_t rows, int64_t n, T lo, T offset, T scale) {
+  for (int64_t m = 0; m < rows; ++m) {
+    T* __restrict v = out + m * so;
+    for (int64_t t = 0; t < n; ++t) v[t] = ((v[t] < lo ? lo : v[t]) + offset) * scale;
+  }
 }
 
 // Bins are the unit-stride axis (spectrogram stored frame by frame, as the STFT writes it):
@@ -312,7 +310,7 @@ void log_mel_spectrogram(const T* x, int64_t batch, int64_t samples, int64_t x_s
       for (int64_t i = b * blocks; i < (b + 1) * blocks; ++i) top = tops[size_t(i)] > top ? tops[size_t(i)] : top;
       const T lo = top - T(range.range), off = T(range.offset), sc = T(range.scale);
       T* o = out + b * n_mels * n_frames + t0;
-      for (int64_t m = 0; m < n_mels; ++m) apply_range(o + m * n_frames, nb, lo, off, sc);
+      apply_range(o, n_frames, n_mels, nb, lo, off, sc);
     }
   });
 }

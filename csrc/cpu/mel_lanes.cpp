@@ -119,6 +119,39 @@ inline __attribute__((always_inline)) void stage(const T* xr, const T* xi, T* yr
   }
 }
 
+// In-register transpose of L rows of L lanes: afterwards r[p][l] is the old r[l][p].
+// Interleave neighbouring rows, then pairs, then quads (log2 L shuffle rounds).
+inline void transpose(V<float>* r) {
+  typedef int32_t I __attribute__((vector_size(32)));
+  V<float> a[8], b[8];
+  for (int i = 0; i < 8; i += 2) {
+    a[i] = __builtin_shuffle(r[i], r[i + 1], I{0, 8, 2, 10, 4, 12, 6, 14});
+    a[i + 1] = __builtin_shuffle(r[i], r[i + 1], I{1, 9, 3, 11, 5, 13, 7, 15});
+  }
+  for (int i = 0; i < 8; i += 4)
+    for (int k = 0; k < 2; ++k) {
+      b[i + k] = __builtin_shuffle(a[i + k], a[i + k + 2], I{0, 1, 8, 9, 4, 5, 12, 13});
+      b[i + k + 2] = __builtin_shuffle(a[i + k], a[i + k + 2], I{2, 3, 10, 11, 6, 7, 14, 15});
+    }
+  for (int k = 0; k < 4; ++k) {
+    r[k] = __builtin_shuffle(b[k], b[k + 4], I{0, 1, 2, 3, 8, 9, 10, 11});
+    r[k + 4] = __builtin_shuffle(b[k], b[k + 4], I{4, 5, 6, 7, 12, 13, 14, 15});
+  }
+}
+
+inline void transpose(V<double>* r) {
+  typedef int64_t I __attribute__((vector_size(32)));
+  V<double> a[4];
+  for (int i = 0; i < 4; i += 2) {
+    a[i] = __builtin_shuffle(r[i], r[i + 1], I{0, 4, 2, 6});
+    a[i + 1] = __builtin_shuffle(r[i], r[i + 1], I{1, 5, 3, 7});
+  }
+  for (int k = 0; k < 2; ++k) {
+    r[k] = __builtin_shuffle(a[k], a[k + 2], I{0, 1, 4, 5});
+    r[k + 2] = __builtin_shuffle(a[k], a[k + 2], I{2, 3, 6, 7});
+  }
+}
+
 template <class T>
 SONICORE_LANES_CLONES void pass_impl(const Plan<T>& P, const T* const* frames, int64_t count, const T* window,
                                      bool magnitude, int64_t n_bins, T* out, int64_t ld, T* work) {
@@ -128,10 +161,29 @@ SONICORE_LANES_CLONES void pass_impl(const Plan<T>& P, const T* const* frames, i
   T* xi = work + M * L;
   T* yr = work + 2 * M * L;
   T* yi = work + 3 * M * L;
-  // Windowed frames into lanes, even samples as real parts and odd ones as imaginary parts.
+  // Windowed frames into lanes, even samples as real parts and odd ones as imaginary parts:
+  // L samples of each of the L frames at a time, transposed in registers.
+  const int64_t n = P.n, vec_end = n / L * L;
+  for (int64_t c = 0; c < vec_end; c += L) {
+    V<T> w, r[L];
+    SONICORE_LOAD(w, window + c);
+    for (int64_t l = 0; l < L; ++l) {
+      if (l < count) {
+        SONICORE_LOAD(r[l], frames[l] + c);
+        r[l] *= w;
+      } else {
+        r[l] = w - w;
+      }
+    }
+    transpose(r);
+    for (int64_t j = 0; j < L; j += 2) {  // c is even, so sample c + j is even
+      SONICORE_STORE(xr + ((c + j) / 2) * L, r[j]);
+      SONICORE_STORE(xi + ((c + j) / 2) * L, r[j + 1]);
+    }
+  }
   for (int64_t l = 0; l < L; ++l) {
     const T* f = l < count ? frames[l] : nullptr;
-    for (int64_t j = 0; j < M; ++j) {
+    for (int64_t j = vec_end / 2; j < M; ++j) {
       xr[j * L + l] = f ? f[2 * j] * window[2 * j] : T(0);
       xi[j * L + l] = f ? f[2 * j + 1] * window[2 * j + 1] : T(0);
     }
