@@ -342,6 +342,8 @@ def test_whisper_log_mel_padding_and_batch(rng):
     ours64 = ops.whisper_log_mel(torch.from_numpy(xs.astype(np.float64)), 80, padding=1607,
                                  precision="float64")
     assert ours64.dtype == torch.float64
+    # float64 audio computes in float64 unless told otherwise (openai-whisper rejects it).
+    assert torch.equal(ops.whisper_log_mel(torch.from_numpy(xs.astype(np.float64)), 80, padding=1607), ours64)
     covered = np.zeros(2)
     for i in range(3):
         ref = whisper.audio.log_mel_spectrogram(torch.from_numpy(xs[i]), 80, padding=1607)

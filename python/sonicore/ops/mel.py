@@ -308,7 +308,7 @@ def _mel_impl(x, sr, n_fft, hop_length, win_length, window, center, pad_mode, po
 _WHISPER_SR, _WHISPER_N_FFT, _WHISPER_HOP = 16000, 400, 160
 
 
-def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: str = "float32",
+def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: Optional[str] = None,
                     backend: Optional[str] = None):
     """Whisper's log-mel features, equal to ``whisper.audio.log_mel_spectrogram``.
 
@@ -318,17 +318,19 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: str
 
     On CPU one fused C++ pass (csrc/cpu/mel.cpp, log_mel_spectrogram) frames, transforms,
     projects and takes the log per block of frames without a spectrogram in memory.
-    precision="float32" computes as openai-whisper does (within 1e-5 of it, see docs/mel.md);
+    precision="float32" (the default for float32 audio) computes as openai-whisper does
+    (within 1e-5 of it wherever float32 can resolve the value, see docs/mel.md);
     precision="float64" computes in float64 and rounds the result, which makes it the float64
-    truth (openai-whisper's own float32 result can be ~4e-5 off it on mel bands that hold a
-    single near-zero FFT bin). backend="torch" reproduces openai-whisper's torch.stft rounding.
+    truth (openai-whisper's own float32 result can be ~7e-5 off it on mel bands that hold one
+    or two near-zero FFT bins). backend="torch" reproduces openai-whisper's torch.stft rounding.
 
     Args:
         audio: (S,) or (B, S) samples at 16 kHz, float32 or float64.
         n_mels: 80 or 128 (large-v3 / turbo).
         padding: zeros appended to the right of each item, in samples.
-        precision: "float32" (default) or "float64": the CPU path's arithmetic; the result
-            has audio's dtype either way. GPU and torch backends compute in audio's dtype.
+        precision: "float32" or "float64", the CPU path's arithmetic; None (default): audio's
+            dtype. The result has audio's dtype either way. GPU and torch backends compute
+            in audio's dtype.
         backend: forces the STFT backend ("cpu", "cuda", "triton", "torch").
 
     Returns:
@@ -339,9 +341,11 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: str
         raise ValueError(f"n_mels must be 80 or 128 (Whisper's two front ends), got {n_mels!r}")
     if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer number of samples, got {padding!r}")
-    if precision not in ("float32", "float64"):
-        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    if precision not in (None, "float32", "float64"):
+        raise ValueError(f"precision must be None, 'float32' or 'float64', got {precision!r}")
     t, was_numpy = _signal(audio, "audio")
+    if precision is None:
+        precision = "float32" if t.dtype == torch.float32 else "float64"
     if t.dim() not in (1, 2):
         raise ValueError(f"audio must have shape (samples,) or (batch, samples), got {tuple(t.shape)}")
     if t.shape[-1] + padding <= _WHISPER_N_FFT // 2:
