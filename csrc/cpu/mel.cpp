@@ -263,6 +263,7 @@ void log_mel_spectrogram(const T* x, int64_t batch, int64_t samples, int64_t x_s
   auto lane_plan = mel_lanes::plan_for<T>(n);
   constexpr int64_t lanes = mel_lanes::lanes<T>();
   static_assert(block % lanes == 0, "a tile holds whole lane passes");
+  static_assert(block <= 64, "project_rows keeps a running maximum for at most 64 frames");
   parallel_for(batch * blocks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> work, tmp, row;
     if (lane_plan) {

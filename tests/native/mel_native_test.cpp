@@ -137,7 +137,7 @@ static void check_fused(int64_t n, int64_t hop, int64_t S, int64_t zero_pad, boo
     for (int64_t i = bank.offsets[m]; i < bank.offsets[m + 1]; ++i)
       packed.push_back(T(bank.dense[size_t(m * F + bank.start[m] + (i - bank.offsets[m]))]));
   std::normal_distribution<double> g(0.0, 0.3);
-  std::vector<T> x(size_t(B * (S + 3))), window(size_t(n));
+  std::vector<T> x(static_cast<size_t>(B * (S + 3))), window(static_cast<size_t>(n));
   for (auto& v : x) v = T(g(rng));
   for (int64_t i = 0; i < n; ++i) window[size_t(i)] = T(0.5 - 0.5 * std::cos(2 * M_PI * double(i) / double(n)));
   MelFraming f;
@@ -151,9 +151,9 @@ static void check_fused(int64_t n, int64_t hop, int64_t S, int64_t zero_pad, boo
                          bank.start.data(), M, out.data(), log, T(floor), dr);
   double worst = 0;
   for (int64_t b = 0; b < B; ++b) {
-    std::vector<long double> ref(size_t(M * Tn));
+    std::vector<long double> ref(static_cast<size_t>(M * Tn));
     for (int64_t t = 0; t < Tn; ++t) {
-      std::vector<long double> frame(size_t(n));
+      std::vector<long double> frame(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) {
         int64_t j = t * hop + i - pad;
         bool inside = true;
