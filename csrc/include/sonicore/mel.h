@@ -29,4 +29,36 @@ void mel_project(const T* spec, int64_t batch, int64_t n_bins, int64_t n_frames,
 template <typename T>
 void clamp_to_max_range(T* x, int64_t batch, int64_t n, T range, T offset, T scale);
 
+// Framing of the fused log-mel spectrogram (torch.stft conventions).
+struct MelFraming {
+  int64_t n_fft = 0;        // even, >= 2
+  int64_t hop = 0;          // >= 1
+  bool center = true;       // pad n_fft / 2 on both sides
+  bool reflect = true;      // centre padding: reflect (torch's default) or zeros
+  int64_t zero_pad = 0;     // zeros appended to each item before framing (Whisper's padding=)
+  int64_t n_frames = 0;     // frames produced, 1 <= n_frames <= the STFT's count (Whisper drops the last)
+  bool magnitude = false;   // |X| instead of |X|^2
+};
+
+// Whisper's last step, done on the fused result when `enabled`:
+// x = (max(x, max_item(x) - range) + offset) * scale, max per item, NaN-ignoring.
+struct MelDynamicRange {
+  bool enabled = false;
+  double range = 8.0, offset = 4.0, scale = 0.25;
+};
+
+// Signal to (log-)mel spectrogram in one pass, with no (frames, bins) spectrogram in memory:
+// per block of frames, each frame's FFT power goes into a cache-resident bins-by-frames tile,
+// the sparse bank (packed as for mel_project) projects it and the clamp + log follow, writing
+// out's columns directly; the dynamic-range step, if any, is a second light pass.
+// x:      (batch, samples), item b at x + b * x_stride, samples >= 1.
+// window: (n_fft,).
+// out:    (batch, n_mels, framing.n_frames) contiguous.
+// Throws ArgumentError on inconsistent sizes. Threaded with sonicore::parallel_for.
+template <typename T>
+void log_mel_spectrogram(const T* x, int64_t batch, int64_t samples, int64_t x_stride, const T* window,
+                         const MelFraming& framing, const T* weights, const int64_t* offsets,
+                         const int32_t* bin_start, int64_t n_mels, T* out, MelLog log, T floor,
+                         const MelDynamicRange& range);
+
 }  // namespace sonicore

@@ -308,22 +308,29 @@ def _mel_impl(x, sr, n_fft, hop_length, win_length, window, center, pad_mode, po
 _WHISPER_SR, _WHISPER_N_FFT, _WHISPER_HOP = 16000, 400, 160
 
 
-def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, backend: Optional[str] = None):
+def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: Optional[str] = None,
+                    backend: Optional[str] = None):
     """Whisper's log-mel features, equal to ``whisper.audio.log_mel_spectrogram``.
 
     16 kHz audio; n_fft 400, hop 160, periodic Hann, centred reflect padding, the last frame
     dropped, power spectrum, Slaney mel bank (ours, identical to Whisper's mel_filters.npz),
     log10 of max(mel, 1e-10), then clamped to (max - 8) and mapped by (x + 4) / 4.
 
-    On CPU the spectrum and projection run in float64 (then rounded to the input dtype):
-    float32 FFTs disagree by up to ~2e-5 here on bands that hold a single near-zero bin, and
-    this way ours is the float64 truth; openai-whisper's own float32 result is within 1e-5
-    of it except on such bands. backend="torch" reproduces openai-whisper's float32 rounding.
+    On CPU one fused C++ pass (csrc/cpu/mel.cpp, log_mel_spectrogram) frames, transforms,
+    projects and takes the log per block of frames without a spectrogram in memory.
+    precision="float32" (the default for float32 audio) computes as openai-whisper does
+    (within 1e-5 of it wherever float32 can resolve the value, see docs/mel.md);
+    precision="float64" computes in float64 and rounds the result, which makes it the float64
+    truth (openai-whisper's own float32 result can be ~7e-5 off it on mel bands that hold one
+    or two near-zero FFT bins). backend="torch" reproduces openai-whisper's torch.stft rounding.
 
     Args:
         audio: (S,) or (B, S) samples at 16 kHz, float32 or float64.
         n_mels: 80 or 128 (large-v3 / turbo).
         padding: zeros appended to the right of each item, in samples.
+        precision: "float32" or "float64", the CPU path's arithmetic; None (default): audio's
+            dtype. The result has audio's dtype either way. GPU and torch backends compute
+            in audio's dtype.
         backend: forces the STFT backend ("cpu", "cuda", "triton", "torch").
 
     Returns:
@@ -334,36 +341,60 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, backend: Optio
         raise ValueError(f"n_mels must be 80 or 128 (Whisper's two front ends), got {n_mels!r}")
     if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
         raise ValueError(f"padding must be a non-negative integer number of samples, got {padding!r}")
+    if precision not in (None, "float32", "float64"):
+        raise ValueError(f"precision must be None, 'float32' or 'float64', got {precision!r}")
     t, was_numpy = _signal(audio, "audio")
+    if precision is None:
+        precision = "float32" if t.dtype == torch.float32 else "float64"
     if t.dim() not in (1, 2):
         raise ValueError(f"audio must have shape (samples,) or (batch, samples), got {tuple(t.shape)}")
+    if t.shape[-1] + padding <= _WHISPER_N_FFT // 2:
+        raise ValueError(f"audio must have more than {_WHISPER_N_FFT // 2} samples (reflect padding), "
+                         f"got {t.shape[-1] + padding}")
+    if t.device.type == "cpu" and backend in (None, "cpu"):
+        return from_torch(_whisper_log_mel_cpu(t, n_mels, int(padding), precision), was_numpy)
     if padding:
         t = torch.nn.functional.pad(t, (0, int(padding)))
-    if t.shape[-1] <= _WHISPER_N_FFT // 2:
-        raise ValueError(f"audio must have more than {_WHISPER_N_FFT // 2} samples (reflect padding), "
-                         f"got {t.shape[-1]}")
-    out_dtype = t.dtype
-    on_cpu = t.device.type == "cpu" and backend != "torch"
-    if on_cpu:
-        # Our CPU FFT rounds differently from torch's; a mel band holding one near-zero bin is
-        # ill-conditioned in float32 (either FFT can be 2e-5 off there). Computing in float64
-        # costs ~15 ms per 30 s and makes the result the float64 truth rounded to float32.
-        # numpy casts: a torch .to() here costs a thread-pool round trip for no gain.
-        t = torch.from_numpy(t.detach().numpy().astype(np.float64))
     m = _mel_impl(t, _WHISPER_SR, _WHISPER_N_FFT, _WHISPER_HOP, None, "hann", True, "reflect", 2.0,
                   n_mels, 0.0, None, False, "slaney", backend, log="log10", floor=1e-10,
                   drop_last=True)
     m3 = m if m.dim() == 3 else m.unsqueeze(0)
-    # m is a fresh tensor of ours, so the last steps run in place: on CPU in one C++ pass
-    # (a chain of small torch ops costs more in thread hand-offs than in arithmetic).
-    if on_cpu:
-        from .._ext import C
-        C.clamp_to_max_range(m3.numpy(), 8.0, 4.0, 0.25)
-        m3 = torch.from_numpy(m3.numpy().astype(np.float32 if out_dtype == torch.float32 else np.float64))
-    else:
-        m3 = (torch.maximum(m3, m3.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
+    m3 = (torch.maximum(m3, m3.amax(dim=(-2, -1), keepdim=True) - 8.0) + 4.0) / 4.0
     out = m3 if m.dim() == 3 else m3[0]
     return from_torch(out, was_numpy)
+
+
+@functools.lru_cache(maxsize=1)
+def _whisper_window_f64() -> np.ndarray:
+    return torch.hann_window(_WHISPER_N_FFT, periodic=True, dtype=torch.float32).numpy().astype(np.float64)
+
+
+def _whisper_log_mel_cpu(t: torch.Tensor, n_mels: int, padding: int, precision: str) -> torch.Tensor:
+    """The fused C++ path: (S,) or (B, S) CPU tensor -> (n_mels, T) or (B, n_mels, T), t's dtype.
+
+    Only numpy views and one C++ call: each small torch op would cost a thread-pool round trip
+    that is a sizeable part of a 30 s clip's few milliseconds."""
+    from .._ext import C
+    x = t.detach().numpy()
+    x2 = x.reshape(1, -1) if x.ndim == 1 else x
+    x2 = np.ascontiguousarray(x2, dtype=np.dtype(precision))  # no copy when it already is
+    _, packed, offsets, bin_start = _packed_bank(float(_WHISPER_SR), _WHISPER_N_FFT, n_mels, 0.0,
+                                                 _WHISPER_SR / 2.0, False, "slaney", precision)
+    # Whisper's window is torch's float32 Hann; the float64 path takes exactly those values,
+    # so that it computes Whisper's function of its actual inputs (near the window's ends a
+    # float64 Hann differs from it by up to ~1e-4 relative, which shows on frames that hold
+    # only the last few samples of a clip).
+    window = _hann(_WHISPER_N_FFT, torch.float32, torch.device("cpu")).numpy()
+    if precision == "float64":
+        window = _whisper_window_f64()
+    n_frames = (x2.shape[1] + padding) // _WHISPER_HOP  # torch.stft's count minus Whisper's dropped frame
+    out = np.empty((x2.shape[0], n_mels, n_frames), dtype=x2.dtype)
+    C.log_mel_spectrogram(x2, window, _WHISPER_N_FFT, _WHISPER_HOP, True, True, padding, n_frames, False,
+                          packed, offsets, bin_start, out, _LOG_CODE["log10"], 1e-10, (8.0, 4.0, 0.25))
+    if out.dtype != x.dtype:
+        out = out.astype(x.dtype)
+    out_t = torch.from_numpy(out)
+    return out_t if t.dim() == 2 else out_t[0]
 
 
 # mode -> (sample rate Hz, n_fft, hop, n_mels, fmax Hz, log); facts from MMAudio's mel
