@@ -58,14 +58,27 @@ class StreamBlock(nn.Module):
         return mod.chunk(2 if self.pre_only else 6, dim=-1)
 
     def pre_attention(self, x: torch.Tensor, mod, rot, out=None):
+        """rot: None, one (1, N, hd/2, 2, 2) table, or a list of B such tables (one per batch row:
+        padded batches whose rows have their own clip/latent length ratio)."""
+        if isinstance(rot, (list, tuple)):
+            for b, r in enumerate(rot):
+                self.pre_attention(x[b:b + 1], tuple(m[b:b + 1] for m in mod), r,
+                                   out=tuple(d[b:b + 1] for d in out))
+            return out
         h = nnops.adaln_layernorm(x, mod[0], mod[1])
         return self.attn(h, rot, out)
 
-    def post_attention(self, x: torch.Tensor, o: torch.Tensor, mod) -> torch.Tensor:
-        """o: this stream's attention output (B, H, N, hd)."""
+    def post_attention(self, x: torch.Tensor, o: torch.Tensor, mod, mask=None) -> torch.Tensor:
+        """o: this stream's attention output (B, H, N, hd). mask: None or the (B, N, 1) valid-frame
+        mask of a padded batch; the convolutions' inputs are zeroed on padding so that no padded frame
+        leaks into a valid one."""
         if self.pre_only:
             return x
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
+        if mask is not None and self.taps > 1:
+            x = torch.addcmul(x, self.linear1(nnops.merge_heads(o) * mask), gate_msa)
+            h = nnops.adaln_layernorm(x, shift_mlp, scale_mlp) * mask
+            return torch.addcmul(x, self.ffn(h, mask=mask), gate_mlp)
         # Producers write straight into the im2col layout the next (kernel-3) projection reads.
         a = nnops.merge_heads(o, taps=self.taps)
         proj = self.linear1(a, tapped=True) if self.taps > 1 else self.linear1(a)
@@ -74,32 +87,60 @@ class StreamBlock(nn.Module):
         return torch.addcmul(x, self.ffn(h, tapped=self.taps > 1), gate_mlp)
 
 
-def _run_streams(streams, xs, mods, rots):
+def _run_streams(streams, xs, mods, rots, masks=None, lens=None):
     """Joint attention over the concatenated streams; returns the updated streams.
-    mods: each stream's adaLN modulation output (B, 1 or N, 2D or 6D)."""
+    mods: each stream's adaLN modulation output (B, 1 or N, 2D or 6D).
+    masks, lens: for a padded batch, each stream's (B, N, 1) valid-frame mask (None: no padding) and
+    the list of its B valid lengths (python ints)."""
     mods = [s.modulation(m) for s, m in zip(streams, mods)]
     x0 = xs[0]
     B = x0.shape[0]
     H = streams[0].attn.num_heads
     hd = streams[0].dim // H
-    lens = [x.shape[1] for x in xs]
-    total = sum(lens)
+    n_streams = [x.shape[1] for x in xs]
+    total = sum(n_streams)
     # q/k/v of every stream are written straight into one joint buffer: no concatenation copies.
     buf = x0.new_empty(3, B, H, total, hd)
     start = 0
-    for s, x, m, r, n in zip(streams, xs, mods, rots, lens):
+    for s, x, m, r, n in zip(streams, xs, mods, rots, n_streams):
         dst = tuple(buf[j, :, :, start:start + n] for j in range(3))
         s.pre_attention(x, m, r, out=dst)
         start += n
     # When the clip/text streams are pre-only their queries would be thrown away: skip them.
-    nq = lens[0] if len(streams) > 1 and all(s.pre_only for s in streams[1:]) else total
-    o = joint_attention(buf[0, :, :, :nq], buf[1], buf[2])
+    nq = n_streams[0] if len(streams) > 1 and all(s.pre_only for s in streams[1:]) else total
+    k, v, kv_lens = buf[1], buf[2], None
+    if lens is not None:
+        k, v, kv_lens = _pack_valid_keys(buf, n_streams, lens)
+    o = joint_attention(buf[0, :, :, :nq], k, v, kv_lens)
     outs = []
     start = 0
-    for s, x, m, n in zip(streams, xs, mods, lens):
-        outs.append(s.post_attention(x, o[:, :, start:start + n], m) if not s.pre_only else x)
+    masks = masks or [None] * len(streams)
+    for s, x, m, n, mask in zip(streams, xs, mods, n_streams, masks):
+        outs.append(s.post_attention(x, o[:, :, start:start + n], m, mask) if not s.pre_only else x)
         start += n
     return outs
+
+
+def _pack_valid_keys(buf, n_streams, lens):
+    """Keys/values of a padded batch, each row's valid tokens moved to the front in stream order
+    ([latent_b | clip_b | text]), so that the attention's per-row key count masks exactly the padding.
+
+    buf (3, B, H, L, hd) in the padded layout (stream s occupies n_streams[s] slots); lens[s][b] the
+    valid tokens of stream s in row b. Returns k, v (B, H, L, hd) and kv_lens (B,). A single stream
+    is already a prefix: no copy."""
+    B = buf.shape[1]
+    if len(n_streams) == 1:
+        return buf[1], buf[2], torch.as_tensor(lens[0], dtype=torch.int32)
+    kv = buf.new_zeros((2,) + tuple(buf.shape[1:]))
+    kv_lens = []
+    for b in range(B):
+        start = off = 0
+        for n, ln in zip(n_streams, lens):
+            kv[:, b, :, off:off + ln[b]] = buf[1:, b, :, start:start + ln[b]]
+            start += n
+            off += ln[b]
+        kv_lens.append(off)
+    return kv[0], kv[1], torch.as_tensor(kv_lens, dtype=torch.int32)
 
 
 class JointBlock(nn.Module):
@@ -112,10 +153,16 @@ class JointBlock(nn.Module):
         self.clip_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=3)
         self.text_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=None)
 
-    def forward(self, latent, clip_f, text_f, mods, latent_rot, clip_rot):
-        """mods: the (latent, clip, text) adaLN modulation outputs."""
+    def forward(self, latent, clip_f, text_f, mods, latent_rot, clip_rot, pad=None):
+        """mods: the (latent, clip, text) adaLN modulation outputs. pad: None, or for a padded batch
+        ((latent_mask, clip_mask), (latent_lens, clip_lens)): (B, N, 1) masks and lists of B ints."""
+        masks = lens = None
+        if pad is not None:
+            (lm, cm), (ll, cl) = pad
+            masks = (lm, cm, None)
+            lens = (ll, cl, [text_f.shape[1]] * text_f.shape[0])
         return tuple(_run_streams((self.latent_block, self.clip_block, self.text_block),
-                                  (latent, clip_f, text_f), mods, (latent_rot, clip_rot, None)))
+                                  (latent, clip_f, text_f), mods, (latent_rot, clip_rot, None), masks, lens))
 
 
 class FusedBlock(StreamBlock):
@@ -124,9 +171,11 @@ class FusedBlock(StreamBlock):
     def __init__(self, dim: int, num_heads: int, ffn_hidden: int):
         super().__init__(dim, num_heads, ffn_hidden, kernel_size=3)
 
-    def forward(self, x, mod, rot):
-        """mod: this block's adaLN modulation output (B, N, 6D)."""
-        return _run_streams((self,), (x,), (mod,), (rot,))[0]
+    def forward(self, x, mod, rot, mask=None, lens=None):
+        """mod: this block's adaLN modulation output (B, N, 6D). mask (B, N, 1), lens (B ints): padding."""
+        if mask is None:
+            return _run_streams((self,), (x,), (mod,), (rot,))[0]
+        return _run_streams((self,), (x,), (mod,), (rot,), [mask], [lens])[0]
 
 
 class FinalLayer(nn.Module):
@@ -137,7 +186,10 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.conv = ChannelLastConv1d(dim, out_dim, 7)
 
-    def forward(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
-        """mod: adaLN_modulation(global_c), (B, 1, 2D)."""
+    def forward(self, x: torch.Tensor, mod: torch.Tensor, mask=None) -> torch.Tensor:
+        """mod: adaLN_modulation(global_c), (B, 1, 2D). mask: None or (B, N, 1) valid frames (the
+        output is zero on padding)."""
         shift, scale = mod.chunk(2, dim=-1)
+        if mask is not None:
+            return self.conv(nnops.adaln_layernorm(x, shift, scale) * mask) * mask
         return self.conv(nnops.adaln_layernorm(x, shift, scale, taps=7), tapped=True)

@@ -139,8 +139,11 @@ class GatedFeedForward(nn.Module):
         ensure_packed(self.w1.weight, self.w3.weight)
         ensure_packed(self.w2.weight)
 
-    def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
-        """x: (B, N, dim) (or (B, dim)) or, with tapped=True, already in the (B, N, k*dim) im2col layout."""
+    def forward(self, x: torch.Tensor, tapped: bool = False, mask=None) -> torch.Tensor:
+        """x: (B, N, dim) (or (B, dim)) or, with tapped=True, already in the (B, N, k*dim) im2col layout.
+        mask: optional (B, N, 1) 0/1 valid-frame mask of a padded batch (convolutional FFNs only): the
+        hidden activation is zeroed on padding so that the second convolution sees zeros there, as a
+        clip of its own length would."""
         self.pack()
         w13 = _matrix([self.w1.weight, self.w3.weight])
         w2 = _matrix([self.w2.weight])
@@ -152,6 +155,8 @@ class GatedFeedForward(nn.Module):
         k = self.kernel_size
         if not tapped:
             x = nnops.taps_layout(x, k)
+        if mask is not None:
+            return _gemm(nnops.taps_layout(nnops.swiglu(_gemm(x, w13)) * mask, k), w2)
         return _gemm(nnops.swiglu(_gemm(x, w13), taps=k), w2)
 
 
