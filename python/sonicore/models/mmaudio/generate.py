@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .conditions import check_conditions
+from .conditions import check_conditions, text_features
 from .config import CLIP_FPS, SYNC_FPS
 from .network import MMAudioNetwork
 from .sampler import sample_latent
@@ -17,7 +17,7 @@ def generate(net: MMAudioNetwork, *, clip_f=None, sync_f=None, text_f=None, x_mi
              duration: Optional[float] = None, steps: int = 25, cfg_strength: float = 4.5,
              x0: Optional[torch.Tensor] = None, batch_size: Optional[int] = None,
              generator: Optional[torch.Generator] = None, check_frame_rates: bool = True,
-             normalized: bool = False, durations: Optional[Sequence[float]] = None):
+             normalized: bool = False, durations: Optional[Sequence[float]] = None, text=None, clip_text=None):
     """Samples audio latents with the MMAudio (or MMAudioSep) network.
 
     clip_f (B, Nc, clip_dim) at 8 frames/s, sync_f (B, Ns, sync_dim) at 25 frames/s, text_f (B, 77, text_dim):
@@ -28,11 +28,20 @@ def generate(net: MMAudioNetwork, *, clip_f=None, sync_f=None, text_f=None, x_mi
     default Gaussian from `generator`. Returns (B, N, latent_dim) VAE latents (normalized=True: the
     sampler's normalised space), channel-last; transpose to (B, C, N) for the VAE decoder.
 
+    text: prompt string(s) instead of text_f: the CLIP text features are computed in-process from local
+    open_clip weights (clip_text: a path or a loaded encoder; default $SONICORE_CLIP_WEIGHTS), see
+    conditions.text_features; a clear error says what to configure when none is.
     durations: a list of B durations in seconds (instead of duration) samples clips of different
     lengths as ONE padded batch; clip_f, sync_f (and x_mix) are then lists of B per-row arrays (or
     None), text_f (B, 77, text_dim) or a list; x0 (B, N_max, latent_dim) padded. Returns a list of B
     (1, N_b, latent_dim) latents, each equal to what that row gives alone at its own duration.
     """
+    if text is not None:
+        if text_f is not None:
+            raise ValueError("pass either text (prompt strings) or text_f (precomputed features), not both")
+        text_f = text_features(net.cfg, text, clip_text)
+        if durations is not None and isinstance(text, str):
+            text_f = text_f.expand(len(durations), -1, -1)  # one prompt for every row
     if durations is not None:
         if duration is not None:
             raise ValueError("pass one of duration or durations (a list: one duration per batch row)")
