@@ -22,7 +22,8 @@ from torch import nn
 from .blocks import FinalLayer, FusedBlock, JointBlock
 from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
 from .embeddings import TimestepEmbedder
-from .layers import ChannelLastConv1d, GatedFeedForward, _matrix, ensure_packed, ensure_packed_bias
+from ...ops import nn as nnops
+from .layers import ChannelLastConv1d, GatedFeedForward, ValidFrames, _matrix, ensure_packed, ensure_packed_bias
 from .rope import rope_table
 
 
@@ -80,23 +81,19 @@ def _check_lens(lens, name: str, batch: int, limit: int, multiple: int = 1) -> O
     return t
 
 
-def _valid_mask(lens: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
-    """(B,) lengths -> (B, n, 1) mask, 1 on valid frames and 0 on padding, in like's dtype/device."""
-    return (torch.arange(n)[None] < lens[:, None]).to(like.device, like.dtype)[..., None]
-
-
-def _masked_proj(seq: nn.Sequential, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Runs an input projection on a padded batch: every convolution sees zeros on the padding (as a
-    clip of its own length would at its end), and the result is zero there."""
-    x = torch.where(mask > 0, x, 0)  # whatever the caller left in the padding (even NaN) is dropped
+def _masked_proj(seq: nn.Sequential, x: torch.Tensor, valid: ValidFrames) -> torch.Tensor:
+    """Runs an input projection on a padded batch: every convolution reads zeros past each row's end
+    (as a clip of its own length would), and the result is zero on the padding."""
+    x = torch.where(valid.frames > 0, x, 0)  # whatever the caller left in the padding (even NaN) is dropped
     for m in seq:
         if isinstance(m, ChannelLastConv1d):
-            x = m(x * mask)
+            k = m.kernel_size
+            x = m(valid.mask_taps(nnops.taps_layout(x, k), k), tapped=True)
         elif isinstance(m, GatedFeedForward) and m.kernel_size is not None:
-            x = m(x * mask, mask=mask)
+            x = m(x, valid=valid)
         else:
             x = m(x)
-    return x * mask
+    return x * valid.frames
 
 
 def resample_sync(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -239,13 +236,13 @@ class MMAudioNetwork(nn.Module):
         """preprocess_conditions for rows of different lengths (lat, cl, sl: (B,) valid counts)."""
         B, Ns, _ = sync_f.shape
         sync_f = (sync_f.view(B, Ns // SYNC_SEGMENT, SYNC_SEGMENT, -1) + self.sync_pos_emb).flatten(1, 2)
-        sync_f = _masked_proj(self.sync_input_proj, sync_f, _valid_mask(sl, Ns, sync_f))
+        sync_f = _masked_proj(self.sync_input_proj, sync_f, ValidFrames(sl, Ns, sync_f))
         # Each row is resampled from its own sync length to its own latent length.
         sync = sync_f.new_zeros(B, latent_len, sync_f.shape[-1])
         for b in range(B):
             n = int(lat[b])
             sync[b:b + 1, :n] = resample_sync(sync_f[b:b + 1, :int(sl[b])], n)
-        clip_f = _masked_proj(self.clip_input_proj, clip_f, _valid_mask(cl, clip_f.shape[1], clip_f))
+        clip_f = _masked_proj(self.clip_input_proj, clip_f, ValidFrames(cl, clip_f.shape[1], clip_f))
         text_f = self.text_input_proj(text_f)
         clip_mean = clip_f.sum(1) / cl.to(clip_f.device, clip_f.dtype)[:, None]
         return PaddedConditions(clip_f, sync, text_f, self.clip_cond_proj(clip_mean),
@@ -331,25 +328,24 @@ class MMAudioNetwork(nn.Module):
         Nc = clip_f.shape[1]
         lat = _check_lens(cond.latent_lens, "latent_lens", B, N)
         cl = _check_lens(cond.clip_lens, "clip_lens", B, Nc)
-        lat_l, cl_l = lat.tolist(), cl.tolist()
-        mask, clip_mask = _valid_mask(lat, N, x_t), _valid_mask(cl, Nc, clip_f)
-        latent = _masked_proj(self.audio_input_proj, torch.where(mask > 0, x_t, 0), mask)
+        lat_v, clip_v = ValidFrames(lat, N, x_t), ValidFrames(cl, Nc, clip_f)
+        latent = _masked_proj(self.audio_input_proj, x_t, lat_v)
         # RoPE positions are 0.. per row, so the latent table of the longest row serves every row;
         # the clip positions are scaled by each row's own latent/clip length ratio.
         latent_rot = self.rope_tables(N, Nc)[0]
-        clip_rot = [self._clip_rope(Nc, n, c) for n, c in zip(lat_l, cl_l)]
+        clip_rot = [self._clip_rope(Nc, n, c) for n, c in zip(lat_v.list, clip_v.list)]
         t_emb = self.t_embed(t)
         g = self.global_cond_mlp(cond.clip_f_c + cond.text_f_c)
         global_c = (t_emb + g)[:, None]
         tok_mods, glob_mods = self._modulations(global_c, cond.sync_f)
-        pad = ((mask, clip_mask), (lat_l, cl_l))
+        pad = (lat_v, clip_v)
         for i, block in enumerate(self.joint_blocks):
             latent, clip_f, text_f = block(latent, clip_f, text_f, (tok_mods[i], glob_mods[2 * i], glob_mods[2 * i + 1]),
                                            latent_rot, clip_rot, pad)
         nj = len(self.joint_blocks)
         for i, block in enumerate(self.fused_blocks):
-            latent = block(latent, tok_mods[nj + i], latent_rot, mask, lat_l)
-        return self.final_layer(latent, glob_mods[-1], mask)
+            latent = block(latent, tok_mods[nj + i], latent_rot, lat_v)
+        return self.final_layer(latent, glob_mods[-1], lat_v)
 
     def _clip_rope(self, padded: int, latent_len: int, clip_len: int) -> torch.Tensor:
         """Clip RoPE table of `padded` rows whose first clip_len rows equal rope_tables(latent_len,
