@@ -212,3 +212,12 @@ def test_generate_from_text_prompts(tiny_checkpoint, rng, monkeypatch):
     net2 = _random_net(small, torch.Generator().manual_seed(2))
     with pytest.raises(ValueError, match="expects 77 x 40"):
         mmaudio.generate(net2, text="a dog", clip_text=enc, duration=1.0, steps=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_features_on_gpu(tiny_checkpoint, rng):
+    path, cfg_path, _ = tiny_checkpoint
+    cpu = load_clip_text(path, cfg_path)
+    gpu = load_clip_text(path, cfg_path, device="cuda")
+    texts = _texts(rng)
+    torch.testing.assert_close(gpu.encode(texts).cpu(), cpu.encode(texts), rtol=1e-3, atol=1e-3)

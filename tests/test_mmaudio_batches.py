@@ -137,3 +137,25 @@ def test_duration_errors_say_what_is_expected(rng):
     with pytest.raises(ValueError, match="sync_lens"):
         net.preprocess_conditions(torch.zeros(2, 8, 24), torch.zeros(2, 16, 40), torch.zeros(2, 5, 36), 30,
                                   latent_lens=[30, 20], sync_lens=[16, 12])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_padded_batch_on_gpu(rng):
+    """The same equality on the GPU path (Triton adaLN/SwiGLU/qk-norm kernels, GPU attention)."""
+    cfg = MMAudioConfig(**TINY)
+    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    net = _random_net(cfg, gen).cuda()
+    durations = [3.1, 8.0, 5.55]
+    L, f, text, lens = _case(cfg, gen, durations)
+    N, Nc, Ns = (int(lens[k].max()) for k in ("latent", "clip", "sync"))
+    t = torch.rand(3, generator=gen).cuda()
+    with torch.no_grad():
+        cond = net.preprocess_conditions(_pad(f["clip"], Nc).cuda(), _pad(f["sync"], Ns).cuda(), text.cuda(), N,
+                                         latent_lens=lens["latent"], clip_lens=lens["clip"], sync_lens=lens["sync"])
+        v = net.predict_flow(_pad(f["x"], N).cuda(), t, cond).cpu()
+        for b, l in enumerate(L):
+            n = l["latent"]
+            alone = net.preprocess_conditions(f["clip"][b][None].cuda(), f["sync"][b][None].cuda(),
+                                              text[b:b + 1].cuda(), n)
+            want = net.predict_flow(f["x"][b][None].cuda(), t[b:b + 1], alone).cpu()
+            _close(v[b:b + 1, :n], want, 1e-4)

@@ -162,16 +162,22 @@ def _generate_padded(net: MMAudioNetwork, durations, *, clip_f, sync_f, text_f, 
 @torch.no_grad()
 def generate_long(net: MMAudioNetwork, *, duration: float, clip_f=None, sync_f=None, text_f=None, x_mix=None,
                   chunk_seconds: float = 8.0, overlap_seconds: float = 1.0, steps: int = 25,
-                  cfg_strength: float = 4.5, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                  cfg_strength: float = 4.5, generator: Optional[torch.Generator] = None, text=None,
+                  clip_text=None) -> torch.Tensor:
     """Latents for audio longer than the training length, by overlapping chunks and a crossfade.
 
     The timeline is cut into chunks of chunk_seconds that overlap by overlap_seconds; each chunk is
     sampled on its own slice of the clip (8 frames/s) and sync (25 frames/s) features, the mixture latent
     (Sep) and of ONE noise tensor drawn for the whole duration (so overlaps start from the same noise);
     the text condition is shared. Overlapping latent frames are blended with a linear crossfade. Returns
-    (B, N_total, latent_dim) VAE latents, N_total = ceil(duration * latent_rate).
+    (B, N_total, latent_dim) VAE latents, N_total = ceil(duration * latent_rate). text / clip_text: prompt
+    strings instead of text_f, as in generate().
     """
     cfg = net.cfg
+    if text is not None:
+        if text_f is not None:
+            raise ValueError("pass either text (prompt strings) or text_f (precomputed features), not both")
+        text_f = text_features(cfg, text, clip_text)
     if overlap_seconds < 0 or overlap_seconds >= chunk_seconds:
         raise ValueError("overlap_seconds must be in [0, chunk_seconds)")
     feats, duration, L = check_conditions(cfg, clip_f, sync_f, text_f, duration=duration,
