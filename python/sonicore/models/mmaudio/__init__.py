@@ -12,5 +12,5 @@ from .conditions import check_conditions, load_features, text_features
 from .generate import generate, generate_long
 
 __all__ = ["VARIANTS", "MMAudioConfig", "variant_config", "CheckpointError", "infer_config", "load",
-           "MMAudioNetwork", "PreprocessedConditions", "PaddedConditions", "check_conditions", "load_features", "text_features", "generate",
-           "generate_long"]
+           "MMAudioNetwork", "PreprocessedConditions", "PaddedConditions", "check_conditions", "load_features",
+           "text_features", "generate", "generate_long"]

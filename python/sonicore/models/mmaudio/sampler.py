@@ -39,6 +39,8 @@ def sample_latent(net: MMAudioNetwork, x0: torch.Tensor, cond: PreprocessedCondi
 
     cond: conditions at batch B; empty: the unconditional ones (batch 1 or B), unused when
     cfg_strength <= 1 (below 1 the original uses v_cond only; at 1 guidance equals v_cond); x_mix (B, N, C): MMAudioSep's mixture, kept in both branches.
+    Rows of different durations: cond is then net.preprocess_conditions(..., latent_lens=..., ...) (a
+    PaddedConditions) and empty must be built with the same lengths; x0 is padded to the longest row.
     trajectory, when a list, receives x_0 ... x_steps. cuda_graph (default: on for CUDA tensors).
     """
     if steps < 1:
