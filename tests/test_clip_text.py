@@ -169,6 +169,11 @@ def test_bad_input_is_reported(tiny_checkpoint, tmp_path):
     torch.save({"encoder.weight": torch.zeros(3, 3)}, other)
     with pytest.raises(ClipTextError, match="not an open_clip CLIP checkpoint"):
         load_clip_text(other, cfg)
+    hf = tmp_path / "model.safetensors"
+    from safetensors.torch import save_file
+    save_file({"text_model.embeddings.token_embedding.weight": torch.zeros(4, 4)}, str(hf))
+    with pytest.raises(ClipTextError, match="Hugging Face transformers"):
+        load_clip_text(hf, cfg)
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ClipTextError, match="not a readable"):

@@ -120,6 +120,23 @@ def test_generate_with_durations(rng):
         _close(got[b], mmaudio.generate(net, duration=d, x0=x0[b:b + 1, :n], steps=2), 5e-5)
 
 
+def test_generate_separation_with_durations(rng):
+    """MMAudioSep: the mixture latent comes per row (a list) and is padded like the rest."""
+    cfg = MMAudioConfig(**TINY, separation=True)
+    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    net = _random_net(cfg, gen)
+    durations = [1.05, 2.2]
+    L, f, text, lens = _case(cfg, gen, durations)
+    x0 = _pad(f["x"], int(lens["latent"].max())).nan_to_num(0.0)
+    got = mmaudio.generate(net, sync_f=f["sync"], text_f=text, x_mix=f["mix"], durations=durations, x0=x0, steps=2)
+    for b, d in enumerate(durations):
+        want = mmaudio.generate(net, sync_f=f["sync"][b], text_f=text[b:b + 1], x_mix=f["mix"][b][None], duration=d,
+                                x0=f["x"][b][None], steps=2)
+        _close(got[b], want, 5e-5)
+    with pytest.raises(ValueError, match="row 1 of x_mix"):
+        mmaudio.generate(net, x_mix=[f["mix"][0], f["mix"][1][:10]], durations=durations, steps=1)
+
+
 def test_duration_errors_say_what_is_expected(rng):
     cfg = MMAudioConfig(**TINY)
     net = _random_net(cfg, torch.Generator().manual_seed(int(rng.integers(1 << 31))))

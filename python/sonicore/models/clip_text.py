@@ -255,6 +255,19 @@ def _read_state_dict(path: str) -> Dict[str, torch.Tensor]:
     return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor) and wanted(k)}
 
 
+def _keys(path: str):
+    """Tensor names of a checkpoint (for error messages only)."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors import safe_open
+            with safe_open(path, framework="pt") as fh:
+                return list(fh.keys())
+        sd = torch.load(path, map_location="meta", weights_only=True)
+        return list(sd) if isinstance(sd, dict) else []
+    except Exception:
+        return []
+
+
 def _find_weights(weights: Union[str, os.PathLike]) -> str:
     path = os.fspath(weights)
     if os.path.isdir(path):
@@ -292,8 +305,11 @@ def load_clip_text(weights: Union[str, os.PathLike], model: Union[str, Dict[str,
     if any(k.startswith("text.") for k in sd):
         sd = {k[len("text."):]: v for k, v in sd.items() if k.startswith("text.")}
     if "token_embedding.weight" not in sd:
+        hf = any(k.startswith(("text_model.", "vision_model.")) for k in _keys(path))
         raise ClipTextError(f"{path!r} is not an open_clip CLIP checkpoint: it has no text tower "
-                            "(token_embedding.weight missing)")
+                            "(token_embedding.weight missing)" + (
+                                "; it looks like a Hugging Face transformers CLIPModel file — use the folder's "
+                                "open_clip_pytorch_model.bin / open_clip_model.safetensors" if hf else ""))
     with torch.device("meta"):
         enc = ClipTextEncoder(cfg)
     want = enc.state_dict()
