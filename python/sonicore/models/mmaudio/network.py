@@ -329,11 +329,21 @@ class MMAudioNetwork(nn.Module):
         lat = _check_lens(cond.latent_lens, "latent_lens", B, N)
         cl = _check_lens(cond.clip_lens, "clip_lens", B, Nc)
         lat_v, clip_v = ValidFrames(lat, N, x_t), ValidFrames(cl, Nc, clip_f)
-        latent = _masked_proj(self.audio_input_proj, x_t, lat_v)
+        h = B // 2
+        # As in predict_flow: guided batches repeat the latent (and lengths) in both halves (CPU only).
+        if x_t.device.type == "cpu" and B % 2 == 0 and B > 0 and torch.equal(lat[:h], lat[h:]) and \
+                torch.equal(x_t[:h], x_t[h:]):
+            half = _masked_proj(self.audio_input_proj, x_t[:h], ValidFrames(lat[:h], N, x_t))
+            latent = torch.cat([half, half])
+        else:
+            latent = _masked_proj(self.audio_input_proj, x_t, lat_v)
         # RoPE positions are 0.. per row, so the latent table of the longest row serves every row;
         # the clip positions are scaled by each row's own latent/clip length ratio.
         latent_rot = self.rope_tables(N, Nc)[0]
-        clip_rot = [self._clip_rope(Nc, n, c) for n, c in zip(lat_v.list, clip_v.list)]
+        pairs = list(zip(lat_v.list, clip_v.list))
+        clip_rot = [self._clip_rope(Nc, n, c) for n, c in pairs]
+        if len(set(pairs)) == 1:
+            clip_rot = clip_rot[0]  # one ratio for every row: one table, one kernel call
         t_emb = self.t_embed(t)
         g = self.global_cond_mlp(cond.clip_f_c + cond.text_f_c)
         global_c = (t_emb + g)[:, None]
