@@ -7,10 +7,10 @@
 """
 from .config import VARIANTS, MMAudioConfig, variant_config
 from .loader import CheckpointError, infer_config, load
-from .network import MMAudioNetwork, PreprocessedConditions
-from .conditions import check_conditions, load_features
+from .network import MMAudioNetwork, PaddedConditions, PreprocessedConditions
+from .conditions import check_conditions, load_features, text_features
 from .generate import generate, generate_long
 
 __all__ = ["VARIANTS", "MMAudioConfig", "variant_config", "CheckpointError", "infer_config", "load",
-           "MMAudioNetwork", "PreprocessedConditions", "check_conditions", "load_features", "generate",
-           "generate_long"]
+           "MMAudioNetwork", "PreprocessedConditions", "PaddedConditions", "check_conditions", "load_features",
+           "text_features", "generate", "generate_long"]

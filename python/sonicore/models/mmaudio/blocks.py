@@ -58,14 +58,28 @@ class StreamBlock(nn.Module):
         return mod.chunk(2 if self.pre_only else 6, dim=-1)
 
     def pre_attention(self, x: torch.Tensor, mod, rot, out=None):
+        """rot: None, one (1, N, hd/2, 2, 2) table, or a list of B such tables (one per batch row:
+        padded batches whose rows have their own clip/latent length ratio)."""
+        if isinstance(rot, (list, tuple)):
+            for b, r in enumerate(rot):
+                self.pre_attention(x[b:b + 1], tuple(m[b:b + 1] for m in mod), r,
+                                   out=tuple(d[b:b + 1] for d in out))
+            return out
         h = nnops.adaln_layernorm(x, mod[0], mod[1])
         return self.attn(h, rot, out)
 
-    def post_attention(self, x: torch.Tensor, o: torch.Tensor, mod) -> torch.Tensor:
-        """o: this stream's attention output (B, H, N, hd)."""
+    def post_attention(self, x: torch.Tensor, o: torch.Tensor, mod, valid=None) -> torch.Tensor:
+        """o: this stream's attention output (B, H, N, hd). valid: None or the ValidFrames of a padded
+        batch: the convolutions read zeros past each row's end, so no padded frame leaks into a valid one."""
         if self.pre_only:
             return x
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
+        if valid is not None and self.taps > 1:
+            k = self.taps
+            x = torch.addcmul(x, self.linear1(valid.mask_taps(nnops.merge_heads(o, taps=k), k), tapped=True),
+                              gate_msa)
+            h = valid.mask_taps(nnops.adaln_layernorm(x, shift_mlp, scale_mlp, taps=k), k)
+            return torch.addcmul(x, self.ffn(h, tapped=True, valid=valid), gate_mlp)
         # Producers write straight into the im2col layout the next (kernel-3) projection reads.
         a = nnops.merge_heads(o, taps=self.taps)
         proj = self.linear1(a, tapped=True) if self.taps > 1 else self.linear1(a)
@@ -74,32 +88,62 @@ class StreamBlock(nn.Module):
         return torch.addcmul(x, self.ffn(h, tapped=self.taps > 1), gate_mlp)
 
 
-def _run_streams(streams, xs, mods, rots):
+def _run_streams(streams, xs, mods, rots, valids=None):
     """Joint attention over the concatenated streams; returns the updated streams.
-    mods: each stream's adaLN modulation output (B, 1 or N, 2D or 6D)."""
+    mods: each stream's adaLN modulation output (B, 1 or N, 2D or 6D).
+    valids: for a padded batch, each stream's ValidFrames (None: a stream without padding)."""
     mods = [s.modulation(m) for s, m in zip(streams, mods)]
     x0 = xs[0]
     B = x0.shape[0]
     H = streams[0].attn.num_heads
     hd = streams[0].dim // H
-    lens = [x.shape[1] for x in xs]
-    total = sum(lens)
+    n_streams = [x.shape[1] for x in xs]
+    total = sum(n_streams)
     # q/k/v of every stream are written straight into one joint buffer: no concatenation copies.
     buf = x0.new_empty(3, B, H, total, hd)
     start = 0
-    for s, x, m, r, n in zip(streams, xs, mods, rots, lens):
+    for s, x, m, r, n in zip(streams, xs, mods, rots, n_streams):
         dst = tuple(buf[j, :, :, start:start + n] for j in range(3))
         s.pre_attention(x, m, r, out=dst)
         start += n
     # When the clip/text streams are pre-only their queries would be thrown away: skip them.
-    nq = lens[0] if len(streams) > 1 and all(s.pre_only for s in streams[1:]) else total
-    o = joint_attention(buf[0, :, :, :nq], buf[1], buf[2])
+    nq = n_streams[0] if len(streams) > 1 and all(s.pre_only for s in streams[1:]) else total
+    k, v, kv_lens = buf[1], buf[2], None
+    valids = valids or [None] * len(streams)
+    if any(vf is not None for vf in valids):
+        lens = [vf.list if vf is not None else [n] * B for vf, n in zip(valids, n_streams)]
+        k, v, kv_lens = _pack_valid_keys(buf, n_streams, lens)
+    o = joint_attention(buf[0, :, :, :nq], k, v, kv_lens)
     outs = []
     start = 0
-    for s, x, m, n in zip(streams, xs, mods, lens):
-        outs.append(s.post_attention(x, o[:, :, start:start + n], m) if not s.pre_only else x)
+    for s, x, m, n, vf in zip(streams, xs, mods, n_streams, valids):
+        outs.append(s.post_attention(x, o[:, :, start:start + n], m, vf) if not s.pre_only else x)
         start += n
     return outs
+
+
+def _pack_valid_keys(buf, n_streams, lens):
+    """Keys/values of a padded batch, each row's valid tokens moved to the front in stream order
+    ([latent_b | clip_b | text]), so that the attention's per-row key count masks exactly the padding
+    (the joint layout [latent | clip | text] has padding in the middle, which a key count cannot mask).
+
+    buf (3, B, H, L, hd) in the padded layout (stream s occupies n_streams[s] slots); lens[s][b] the
+    valid tokens of stream s in row b. Returns k, v (B, H, L, hd) and kv_lens (B,) int32. A single
+    stream is already a prefix: no copy."""
+    if len(n_streams) == 1:
+        return buf[1], buf[2], torch.as_tensor(lens[0], dtype=torch.int32)
+    B, H, L, hd = buf.shape[1:]
+    src = torch.zeros(B, L, dtype=torch.long)  # slots past a row's keys read slot 0: never attended
+    kv_lens = []
+    for b in range(B):
+        idx = torch.cat([torch.arange(start, start + ln[b])
+                         for start, ln in zip(torch.tensor([0] + n_streams[:-1]).cumsum(0).tolist(), lens)])
+        src[b, :len(idx)] = idx
+        kv_lens.append(len(idx))
+    # One gather for k and v of every row.
+    index = src.to(buf.device)[None, :, None, :, None].expand(2, B, H, L, hd)
+    kv = torch.gather(buf[1:], 3, index)
+    return kv[0], kv[1], torch.as_tensor(kv_lens, dtype=torch.int32)
 
 
 class JointBlock(nn.Module):
@@ -112,10 +156,12 @@ class JointBlock(nn.Module):
         self.clip_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=3)
         self.text_block = StreamBlock(dim, num_heads, ffn_hidden, pre_only=pre_only, kernel_size=None)
 
-    def forward(self, latent, clip_f, text_f, mods, latent_rot, clip_rot):
-        """mods: the (latent, clip, text) adaLN modulation outputs."""
+    def forward(self, latent, clip_f, text_f, mods, latent_rot, clip_rot, pad=None):
+        """mods: the (latent, clip, text) adaLN modulation outputs. pad: None, or for a padded batch
+        the (latent, clip) ValidFrames."""
         return tuple(_run_streams((self.latent_block, self.clip_block, self.text_block),
-                                  (latent, clip_f, text_f), mods, (latent_rot, clip_rot, None)))
+                                  (latent, clip_f, text_f), mods, (latent_rot, clip_rot, None),
+                                  None if pad is None else (pad[0], pad[1], None)))
 
 
 class FusedBlock(StreamBlock):
@@ -124,9 +170,9 @@ class FusedBlock(StreamBlock):
     def __init__(self, dim: int, num_heads: int, ffn_hidden: int):
         super().__init__(dim, num_heads, ffn_hidden, kernel_size=3)
 
-    def forward(self, x, mod, rot):
-        """mod: this block's adaLN modulation output (B, N, 6D)."""
-        return _run_streams((self,), (x,), (mod,), (rot,))[0]
+    def forward(self, x, mod, rot, valid=None):
+        """mod: this block's adaLN modulation output (B, N, 6D). valid: ValidFrames of a padded batch."""
+        return _run_streams((self,), (x,), (mod,), (rot,), None if valid is None else [valid])[0]
 
 
 class FinalLayer(nn.Module):
@@ -137,7 +183,11 @@ class FinalLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.conv = ChannelLastConv1d(dim, out_dim, 7)
 
-    def forward(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
-        """mod: adaLN_modulation(global_c), (B, 1, 2D)."""
+    def forward(self, x: torch.Tensor, mod: torch.Tensor, valid=None) -> torch.Tensor:
+        """mod: adaLN_modulation(global_c), (B, 1, 2D). valid: None or the ValidFrames of a padded
+        batch (the output is zero on padding)."""
         shift, scale = mod.chunk(2, dim=-1)
-        return self.conv(nnops.adaln_layernorm(x, shift, scale, taps=7), tapped=True)
+        h = nnops.adaln_layernorm(x, shift, scale, taps=7)
+        if valid is not None:
+            return self.conv(valid.mask_taps(h, 7), tapped=True) * valid.frames
+        return self.conv(h, tapped=True)

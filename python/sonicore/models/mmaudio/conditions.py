@@ -6,6 +6,9 @@
 - CLIP text features: text_seq_len tokens (77) x text_dim (1024), all token states after the final
   layer norm, each L2-normalised.
 Any of them may be missing: the learned empty feature stands in, as in the original.
+Text may also be given as strings: text_features() then computes the CLIP text condition in-process
+from local open_clip weights (sonicore.models.clip_text; the weights path is an argument or
+$SONICORE_CLIP_WEIGHTS, the open_clip config $SONICORE_CLIP_MODEL or ViT-H-14-378-quickgelu).
 Arrays may be numpy or torch, with or without the batch axis; files may be .npy, .npz or .safetensors.
 """
 from __future__ import annotations
@@ -55,6 +58,39 @@ def load_features(source: ArrayLike, kind: str) -> torch.Tensor:
             return torch.from_numpy(arrays[k])
     raise ValueError(f"{path!r} holds {sorted(arrays)}; none is named like {kind} features "
                      f"(expected one of {list(_KEYS[kind])})")
+
+
+CLIP_WEIGHTS_ENV = "SONICORE_CLIP_WEIGHTS"
+CLIP_MODEL_ENV = "SONICORE_CLIP_MODEL"
+
+
+def text_features(cfg: MMAudioConfig, text, clip_text=None) -> torch.Tensor:
+    """Text prompts -> MMAudio's text condition (B, text_seq_len, text_dim) float32, computed in-process.
+
+    text: one string or a list of B strings. clip_text: a loaded sonicore.models.clip_text.ClipTextEncoder,
+    or a local open_clip checkpoint (file or hub folder, e.g. DFN5B-CLIP-ViT-H-14-384); default: the path
+    in $SONICORE_CLIP_WEIGHTS (open_clip config from $SONICORE_CLIP_MODEL, default ViT-H-14-378-quickgelu).
+    Loaded encoders are cached per process. Nothing is downloaded.
+    """
+    from ..clip_text import ClipTextEncoder, cached_clip_text
+    if isinstance(text, str):
+        text = [text]
+    if not isinstance(text, (list, tuple)) or not text or not all(isinstance(t, str) for t in text):
+        raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r}")
+    enc = clip_text
+    if enc is None:
+        enc = os.environ.get(CLIP_WEIGHTS_ENV) or None
+        if enc is None:
+            raise ValueError("text prompts need CLIP text weights to compute MMAudio's text features in-process: "
+                             "pass clip_text='<folder or file of open_clip weights, e.g. DFN5B-CLIP-ViT-H-14-384>' "
+                             f"or set ${CLIP_WEIGHTS_ENV} (needs `pip install open_clip_torch`), or pass "
+                             "precomputed text_f features instead")
+    if not isinstance(enc, ClipTextEncoder):
+        enc = cached_clip_text(enc, os.environ.get(CLIP_MODEL_ENV) or None)
+    if enc.cfg.width != cfg.text_dim or enc.cfg.context_length != cfg.text_seq_len:
+        raise ValueError(f"the CLIP text encoder gives {enc.cfg.context_length} x {enc.cfg.width} features; this "
+                         f"network expects {cfg.text_seq_len} x {cfg.text_dim} (MMAudio uses DFN5B ViT-H-14-384)")
+    return enc.encode(list(text)).cpu()
 
 
 def expected_frames(cfg: MMAudioConfig, duration: float) -> dict:

@@ -1,11 +1,12 @@
 """User-level sampling: features in, VAE latents out; long audio by overlapping chunks."""
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import torch
 
-from .conditions import check_conditions
+from .conditions import check_conditions, text_features
 from .config import CLIP_FPS, SYNC_FPS
 from .network import MMAudioNetwork
 from .sampler import sample_latent
@@ -16,7 +17,7 @@ def generate(net: MMAudioNetwork, *, clip_f=None, sync_f=None, text_f=None, x_mi
              duration: Optional[float] = None, steps: int = 25, cfg_strength: float = 4.5,
              x0: Optional[torch.Tensor] = None, batch_size: Optional[int] = None,
              generator: Optional[torch.Generator] = None, check_frame_rates: bool = True,
-             normalized: bool = False) -> torch.Tensor:
+             normalized: bool = False, durations: Optional[Sequence[float]] = None, text=None, clip_text=None):
     """Samples audio latents with the MMAudio (or MMAudioSep) network.
 
     clip_f (B, Nc, clip_dim) at 8 frames/s, sync_f (B, Ns, sync_dim) at 25 frames/s, text_f (B, 77, text_dim):
@@ -26,7 +27,27 @@ def generate(net: MMAudioNetwork, *, clip_f=None, sync_f=None, text_f=None, x_mi
     duration: seconds (default: from the features, else 8). x0: starting noise (B, N, latent_dim);
     default Gaussian from `generator`. Returns (B, N, latent_dim) VAE latents (normalized=True: the
     sampler's normalised space), channel-last; transpose to (B, C, N) for the VAE decoder.
+
+    text: prompt string(s) instead of text_f: the CLIP text features are computed in-process from local
+    open_clip weights (clip_text: a path or a loaded encoder; default $SONICORE_CLIP_WEIGHTS), see
+    conditions.text_features; a clear error says what to configure when none is.
+    durations: a list of B durations in seconds (instead of duration) samples clips of different
+    lengths as ONE padded batch; clip_f, sync_f (and x_mix) are then lists of B per-row arrays (or
+    None), text_f (B, 77, text_dim) or a list; x0 (B, N_max, latent_dim) padded. Returns a list of B
+    (1, N_b, latent_dim) latents, each equal to what that row gives alone at its own duration.
     """
+    if text is not None:
+        if text_f is not None:
+            raise ValueError("pass either text (prompt strings) or text_f (precomputed features), not both")
+        text_f = text_features(net.cfg, text, clip_text)
+        if durations is not None and isinstance(text, str):
+            text_f = text_f.expand(len(durations), -1, -1)  # one prompt for every row
+    if durations is not None:
+        if duration is not None:
+            raise ValueError("pass one of duration or durations (a list: one duration per batch row)")
+        return _generate_padded(net, durations, clip_f=clip_f, sync_f=sync_f, text_f=text_f, x_mix=x_mix,
+                                steps=steps, cfg_strength=cfg_strength, x0=x0, generator=generator,
+                                check_frame_rates=check_frame_rates, normalized=normalized)
     cfg = net.cfg
     latent_len = None
     for name, x in (("x0", x0), ("x_mix", x_mix)):
@@ -61,19 +82,102 @@ def generate(net: MMAudioNetwork, *, clip_f=None, sync_f=None, text_f=None, x_mi
     return x if normalized else net.unnormalize(x)
 
 
+def _rows(x, B: int, name: str) -> list:
+    """A per-row condition: None, a list/tuple of B rows, or a batched (B, ...) array -> list of B rows."""
+    if x is None:
+        return [None] * B
+    if isinstance(x, (list, tuple)):
+        rows = list(x)
+    elif hasattr(x, "shape") and len(x.shape) == 3:
+        rows = list(torch.as_tensor(x))
+    else:
+        raise ValueError(f"with durations, {name} must be a list of {B} per-row arrays (or a batched "
+                         f"(B, frames, dim) array), got {type(x).__name__}")
+    if len(rows) != B:
+        raise ValueError(f"{name} has {len(rows)} rows; durations asks for {B} rows")
+    return rows
+
+
+def _generate_padded(net: MMAudioNetwork, durations, *, clip_f, sync_f, text_f, x_mix, steps, cfg_strength,
+                     x0, generator, check_frame_rates, normalized):
+    """generate() for rows of different durations: padded to the longest, one sampler run."""
+    cfg = net.cfg
+    durations = list(durations)
+    B = len(durations)
+    if B == 0 or not all(isinstance(d, (int, float)) and math.isfinite(d) and d > 0 for d in durations):
+        raise ValueError(f"durations must be a non-empty list of positive numbers of seconds, got {durations!r}")
+    if cfg.separation and x_mix is None:
+        raise ValueError("an MMAudioSep network separates from a mixture: pass x_mix (one latent per row)")
+    if not cfg.separation and x_mix is not None:
+        raise ValueError("x_mix is for MMAudioSep networks; this checkpoint is a plain MMAudio network")
+    rows = {k: _rows(v, B, k) for k, v in (("clip_f", clip_f), ("sync_f", sync_f), ("text_f", text_f))}
+    feats, lens = [], {"latent": [], "clip": [], "sync": []}
+    for b, d in enumerate(durations):
+        f, _, L = check_conditions(cfg, rows["clip_f"][b], rows["sync_f"][b], rows["text_f"][b], duration=float(d),
+                                   check_frame_rates=check_frame_rates)
+        for kind, x in f.items():
+            if x is not None and x.shape[0] != 1:
+                raise ValueError(f"row {b} of the {kind} features holds {x.shape[0]} rows; pass one per duration")
+        feats.append(f)
+        for k in lens:
+            lens[k].append(L[k])
+    N, Nc, Ns = (max(lens[k]) for k in ("latent", "clip", "sync"))
+    dt, dev = net.dtype, net.device
+
+    def padded(kind, n, empty):
+        out = empty.to(dev, dt).expand(B, n, -1).clone()
+        for b, f in enumerate(feats):
+            if f[kind] is not None:
+                out[b, :f[kind].shape[1]] = f[kind][0].to(dev, dt)
+        return out
+
+    clip = padded("clip", Nc, net.empty_clip_feat)
+    sync = padded("sync", Ns, net.empty_sync_feat)
+    text = padded("text", cfg.text_seq_len, net.empty_string_feat)
+    kw = {f"{k}_lens": torch.tensor(v) for k, v in lens.items()}
+    cond = net.preprocess_conditions(clip, sync, text, N, **kw)
+    empty = net.empty_conditions(Nc, Ns, N, **kw)
+    if x0 is None:
+        x0 = torch.zeros(B, N, cfg.latent_dim)
+        for b, n in enumerate(lens["latent"]):
+            x0[b, :n] = torch.randn(n, cfg.latent_dim, generator=generator)
+    elif not isinstance(x0, torch.Tensor) or tuple(x0.shape) != (B, N, cfg.latent_dim):
+        raise ValueError(f"with durations, x0 must be a (B, N_max, latent_dim) = {(B, N, cfg.latent_dim)} tensor "
+                         f"padded to the longest row, got {tuple(getattr(x0, 'shape', ()))}")
+    mix = None
+    if x_mix is not None:
+        mix = torch.zeros(B, N, cfg.latent_dim, device=dev, dtype=dt)
+        for b, (m, n) in enumerate(zip(_rows(x_mix, B, "x_mix"), lens["latent"])):
+            m = torch.as_tensor(m)
+            m = m[0] if m.dim() == 3 else m
+            if m.dim() != 2 or m.shape[1] != cfg.latent_dim or m.shape[0] < n:
+                raise ValueError(f"row {b} of x_mix must be ({n}, {cfg.latent_dim}) for {durations[b]:g} s, "
+                                 f"got {tuple(m.shape)}")
+            mix[b, :n] = m[:n].to(dev, dt)
+    x = sample_latent(net, x0.to(dev, dt), cond, empty, steps=steps, cfg_strength=cfg_strength, x_mix=mix)
+    x = x if normalized else net.unnormalize(x)
+    return [x[b:b + 1, :n] for b, n in enumerate(lens["latent"])]
+
+
 @torch.no_grad()
 def generate_long(net: MMAudioNetwork, *, duration: float, clip_f=None, sync_f=None, text_f=None, x_mix=None,
                   chunk_seconds: float = 8.0, overlap_seconds: float = 1.0, steps: int = 25,
-                  cfg_strength: float = 4.5, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                  cfg_strength: float = 4.5, generator: Optional[torch.Generator] = None, text=None,
+                  clip_text=None) -> torch.Tensor:
     """Latents for audio longer than the training length, by overlapping chunks and a crossfade.
 
     The timeline is cut into chunks of chunk_seconds that overlap by overlap_seconds; each chunk is
     sampled on its own slice of the clip (8 frames/s) and sync (25 frames/s) features, the mixture latent
     (Sep) and of ONE noise tensor drawn for the whole duration (so overlaps start from the same noise);
     the text condition is shared. Overlapping latent frames are blended with a linear crossfade. Returns
-    (B, N_total, latent_dim) VAE latents, N_total = ceil(duration * latent_rate).
+    (B, N_total, latent_dim) VAE latents, N_total = ceil(duration * latent_rate). text / clip_text: prompt
+    strings instead of text_f, as in generate().
     """
     cfg = net.cfg
+    if text is not None:
+        if text_f is not None:
+            raise ValueError("pass either text (prompt strings) or text_f (precomputed features), not both")
+        text_f = text_features(cfg, text, clip_text)
     if overlap_seconds < 0 or overlap_seconds >= chunk_seconds:
         raise ValueError("overlap_seconds must be in [0, chunk_seconds)")
     feats, duration, L = check_conditions(cfg, clip_f, sync_f, text_f, duration=duration,

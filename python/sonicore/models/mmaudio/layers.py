@@ -139,8 +139,11 @@ class GatedFeedForward(nn.Module):
         ensure_packed(self.w1.weight, self.w3.weight)
         ensure_packed(self.w2.weight)
 
-    def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
-        """x: (B, N, dim) (or (B, dim)) or, with tapped=True, already in the (B, N, k*dim) im2col layout."""
+    def forward(self, x: torch.Tensor, tapped: bool = False, valid=None) -> torch.Tensor:
+        """x: (B, N, dim) (or (B, dim)) or, with tapped=True, already in the (B, N, k*dim) im2col layout
+        (then already masked when valid is given). valid: optional ValidFrames of a padded batch
+        (convolutional FFNs only): both convolutions read zeros past each row's end, as a clip of its
+        own length would."""
         self.pack()
         w13 = _matrix([self.w1.weight, self.w3.weight])
         w2 = _matrix([self.w2.weight])
@@ -152,7 +155,45 @@ class GatedFeedForward(nn.Module):
         k = self.kernel_size
         if not tapped:
             x = nnops.taps_layout(x, k)
-        return _gemm(nnops.swiglu(_gemm(x, w13), taps=k), w2)
+            if valid is not None:
+                x = valid.mask_taps(x, k)
+        h = nnops.swiglu(_gemm(x, w13), taps=k)
+        return _gemm(h if valid is None else valid.mask_taps(h, k), w2)
+
+
+class ValidFrames:
+    """Valid frames of one stream of a batch padded to its longest row (rows of different durations).
+
+    lens: (B,) int64 CPU tensor of valid frames per row; n: the padded length; like: a tensor whose
+    dtype and device the masks take. frames: (B, n, 1) mask, 1 on valid frames. mask_taps(t, k) zeroes,
+    in place, every entry of a (B, n, k*C) im2col matrix that reads a frame past its row's end (and the
+    padded rows themselves): a kernel-k convolution then sees exactly the zero padding a clip of that
+    row's own length sees, while the fused kernels still write the im2col layout directly.
+    """
+
+    def __init__(self, lens: torch.Tensor, n: int, like: torch.Tensor):
+        self.lens = lens
+        self.list = [int(v) for v in lens.tolist()]
+        self.n = n
+        self._like = (like.dtype, like.device)
+        pos = torch.arange(n)
+        self.frames = (pos[None] < lens[:, None]).to(like.device, like.dtype)[..., None]
+        self._taps = {}
+
+    def taps(self, k: int) -> torch.Tensor:
+        """(B, n, k, 1) mask: frame i and its tap j (frame i + j - k//2) both inside the row."""
+        if k not in self._taps:
+            pos = torch.arange(self.n)
+            src = pos[:, None] + torch.arange(k)[None] - k // 2                      # (n, k)
+            ok = (src[None] < self.lens[:, None, None]) & (pos[None, :, None] < self.lens[:, None, None])
+            self._taps[k] = ok.to(self._like[1], self._like[0])[..., None]
+        return self._taps[k]
+
+    def mask_taps(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        B, n, kc = t.shape
+        if k == 1 or not t.is_contiguous():  # taps_layout returns its input for k = 1: never modify that
+            return (t.reshape(B, n, k, kc // k) * self.taps(k)).view(B, n, kc)
+        return t.view(B, n, k, kc // k).mul_(self.taps(k)).view(B, n, kc)
 
 
 def pack_linear(lin: nn.Linear) -> None:

@@ -22,7 +22,8 @@ from torch import nn
 from .blocks import FinalLayer, FusedBlock, JointBlock
 from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
 from .embeddings import TimestepEmbedder
-from .layers import ChannelLastConv1d, GatedFeedForward, _matrix, ensure_packed, ensure_packed_bias
+from ...ops import nn as nnops
+from .layers import ChannelLastConv1d, GatedFeedForward, ValidFrames, _matrix, ensure_packed, ensure_packed_bias
 from .rope import rope_table
 
 
@@ -38,13 +39,61 @@ class PreprocessedConditions:
     text_f: torch.Tensor
     clip_f_c: torch.Tensor
     text_f_c: torch.Tensor
+    # Valid lengths of a padded batch: fields of PaddedConditions only (None here).
+    latent_lens = None
+    clip_lens = None
+
+    def _fields(self):
+        return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
     def expand(self, batch: int) -> "PreprocessedConditions":
-        return PreprocessedConditions(*(t.expand(batch, *t.shape[1:]) for t in dataclasses.astuple(self)))
+        return type(self)(*(t.expand(batch, *t.shape[1:]) for t in self._fields()))
 
     def cat(self, other: "PreprocessedConditions") -> "PreprocessedConditions":
-        return PreprocessedConditions(*(torch.cat([a, b], 0) for a, b in
-                                        zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+        if type(self) is not type(other):
+            raise ValueError("cannot batch padded (variable-duration) conditions with unpadded ones")
+        return type(self)(*(torch.cat([a, b], 0) for a, b in zip(self._fields(), other._fields())))
+
+
+@dataclasses.dataclass
+class PaddedConditions(PreprocessedConditions):
+    """PreprocessedConditions of a batch of different durations, padded to the longest row.
+
+    latent_lens, clip_lens: (B,) int64 CPU tensors, the valid latent / clip frames of each row
+    (sync_f is resampled per row to its latent length and zero past it).
+    """
+    latent_lens: torch.Tensor = None
+    clip_lens: torch.Tensor = None
+
+
+def _check_lens(lens, name: str, batch: int, limit: int, multiple: int = 1) -> Optional[torch.Tensor]:
+    """(B,) valid lengths -> int64 CPU tensor, checked to lie in [1, limit] (and be a multiple of
+    `multiple`); None stays None."""
+    if lens is None:
+        return None
+    t = torch.as_tensor(lens).detach().to("cpu")
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.dim() != 1 or t.shape[0] != batch:
+        raise ValueError(f"{name} must be {batch} integers (one valid length per batch row), got {lens!r}")
+    t = t.to(torch.int64)
+    if int(t.min()) < 1 or int(t.max()) > limit or bool((t % multiple != 0).any()):
+        what = f"multiples of {multiple} " if multiple > 1 else ""
+        raise ValueError(f"{name} must be {what}in [1, {limit}] (the padded length), got {t.tolist()}")
+    return t
+
+
+def _masked_proj(seq: nn.Sequential, x: torch.Tensor, valid: ValidFrames) -> torch.Tensor:
+    """Runs an input projection on a padded batch: every convolution reads zeros past each row's end
+    (as a clip of its own length would), and the result is zero on the padding."""
+    x = torch.where(valid.frames > 0, x, 0)  # whatever the caller left in the padding (even NaN) is dropped
+    for m in seq:
+        if isinstance(m, ChannelLastConv1d):
+            k = m.kernel_size
+            x = m(valid.mask_taps(nnops.taps_layout(x, k), k), tapped=True)
+        elif isinstance(m, GatedFeedForward) and m.kernel_size is not None:
+            x = m(x, valid=valid)
+        else:
+            x = m(x)
+    return x * valid.frames
 
 
 def resample_sync(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -141,11 +190,15 @@ class MMAudioNetwork(nn.Module):
 
     # ------------------------------------------------------------------ conditions
     def preprocess_conditions(self, clip_f: torch.Tensor, sync_f: torch.Tensor, text_f: torch.Tensor,
-                              latent_len: int) -> PreprocessedConditions:
+                              latent_len: int, *, latent_lens=None, clip_lens=None,
+                              sync_lens=None) -> PreprocessedConditions:
         """Projects the conditions once per call (reused by every sampler step).
 
         clip_f (B, Nc, clip_dim); sync_f (B, Ns, sync_dim) with Ns a multiple of 8; text_f (B, Nt, text_dim);
         latent_len N: the sync stream is resampled (nearest-exact) to N frames.
+        Batches of different durations: latent_lens, clip_lens, sync_lens are (B,) valid frame counts
+        (sync ones multiples of 8) of rows padded to N, Nc, Ns (omitted ones: the full length); row b
+        then gives exactly what it gives alone at its own lengths (sync resampled to latent_lens[b]).
         """
         cfg = self.cfg
         self._check("clip_f", clip_f, cfg.clip_dim)
@@ -162,6 +215,15 @@ class MMAudioNetwork(nn.Module):
             raise ValueError("clip_f and text_f need at least one frame/token")
         dt = self.dtype
         clip_f, sync_f, text_f = clip_f.to(dt), sync_f.to(dt), text_f.to(dt)
+        Nc = clip_f.shape[1]
+        lat = _check_lens(latent_lens, "latent_lens", B, latent_len)
+        cl = _check_lens(clip_lens, "clip_lens", B, Nc)
+        sl = _check_lens(sync_lens, "sync_lens", B, Ns, SYNC_SEGMENT)
+        if lat is not None or cl is not None or sl is not None:
+            full = lambda t, n: torch.full((B,), n, dtype=torch.int64) if t is None else t  # noqa: E731
+            lat, cl, sl = full(lat, latent_len), full(cl, Nc), full(sl, Ns)
+            if bool((lat < latent_len).any() or (cl < Nc).any() or (sl < Ns).any()):
+                return self._preprocess_padded(clip_f, sync_f, text_f, latent_len, lat, cl, sl)
         sync_f = (sync_f.view(B, Ns // SYNC_SEGMENT, SYNC_SEGMENT, -1) + self.sync_pos_emb).flatten(1, 2)
         sync_f = self.sync_input_proj(sync_f)
         sync_f = resample_sync(sync_f, latent_len)
@@ -170,12 +232,33 @@ class MMAudioNetwork(nn.Module):
         return PreprocessedConditions(clip_f, sync_f, text_f, self.clip_cond_proj(clip_f.mean(1)),
                                       self.text_cond_proj(text_f.mean(1)))
 
-    def empty_conditions(self, clip_len: int, sync_len: int, latent_len: int) -> PreprocessedConditions:
-        """Learned empty features (the unconditional branch), preprocessed at batch 1."""
-        clip = self.empty_clip_feat.expand(clip_len, -1)[None]
-        sync = self.empty_sync_feat.expand(sync_len, -1)[None]
-        text = self.empty_string_feat[None]
-        return self.preprocess_conditions(clip, sync, text, latent_len)
+    def _preprocess_padded(self, clip_f, sync_f, text_f, latent_len, lat, cl, sl) -> PreprocessedConditions:
+        """preprocess_conditions for rows of different lengths (lat, cl, sl: (B,) valid counts)."""
+        B, Ns, _ = sync_f.shape
+        sync_f = (sync_f.view(B, Ns // SYNC_SEGMENT, SYNC_SEGMENT, -1) + self.sync_pos_emb).flatten(1, 2)
+        sync_f = _masked_proj(self.sync_input_proj, sync_f, ValidFrames(sl, Ns, sync_f))
+        # Each row is resampled from its own sync length to its own latent length.
+        sync = sync_f.new_zeros(B, latent_len, sync_f.shape[-1])
+        for b in range(B):
+            n = int(lat[b])
+            sync[b:b + 1, :n] = resample_sync(sync_f[b:b + 1, :int(sl[b])], n)
+        clip_f = _masked_proj(self.clip_input_proj, clip_f, ValidFrames(cl, clip_f.shape[1], clip_f))
+        text_f = self.text_input_proj(text_f)
+        clip_mean = clip_f.sum(1) / cl.to(clip_f.device, clip_f.dtype)[:, None]
+        return PaddedConditions(clip_f, sync, text_f, self.clip_cond_proj(clip_mean),
+                                self.text_cond_proj(text_f.mean(1)), lat, cl)
+
+    def empty_conditions(self, clip_len: int, sync_len: int, latent_len: int, *, latent_lens=None,
+                         clip_lens=None, sync_lens=None) -> PreprocessedConditions:
+        """Learned empty features (the unconditional branch), preprocessed at batch 1 (or, given the
+        (B,) valid lengths of a padded batch, at batch B with those lengths)."""
+        given = [x for x in (latent_lens, clip_lens, sync_lens) if x is not None]
+        B = len(given[0]) if given else 1
+        clip = self.empty_clip_feat.expand(clip_len, -1)[None].expand(B, -1, -1)
+        sync = self.empty_sync_feat.expand(sync_len, -1)[None].expand(B, -1, -1)
+        text = self.empty_string_feat[None].expand(B, -1, -1)
+        return self.preprocess_conditions(clip, sync, text, latent_len, latent_lens=latent_lens,
+                                          clip_lens=clip_lens, sync_lens=sync_lens)
 
     # ------------------------------------------------------------------ flow
     def predict_flow(self, x_t: torch.Tensor, t: torch.Tensor, cond: PreprocessedConditions,
@@ -205,6 +288,8 @@ class MMAudioNetwork(nn.Module):
         rec = self.record
         x_t = x_t.to(dt)
         h = B // 2
+        if cond.latent_lens is not None:
+            return self._predict_flow_padded(x_t, t, cond)
         # CPU only: the check syncs with the host, which a CUDA graph capture cannot contain.
         if x_t.device.type == "cpu" and B % 2 == 0 and B > 0 and torch.equal(x_t[:h], x_t[h:]):
             # Guidance batches repeat the same latent (and mixture) in both halves: project it once.
@@ -232,6 +317,54 @@ class MMAudioNetwork(nn.Module):
             if rec is not None:
                 rec[f"fused_blocks.{i}"] = latent
         return self.final_layer(latent, glob_mods[-1])
+
+    def _predict_flow_padded(self, x_t: torch.Tensor, t: torch.Tensor, cond: PreprocessedConditions):
+        """predict_flow for a batch of different durations padded to the longest (cond.latent_lens,
+        cond.clip_lens): convolutions see zeros past each row's end, the joint attention sees only each
+        row's valid tokens, clip RoPE positions use each row's own latent/clip ratio. The velocity is
+        zero on padding. Each row equals the same row run alone at its own lengths."""
+        B, N, _ = x_t.shape
+        clip_f, text_f = cond.clip_f, cond.text_f
+        Nc = clip_f.shape[1]
+        lat = _check_lens(cond.latent_lens, "latent_lens", B, N)
+        cl = _check_lens(cond.clip_lens, "clip_lens", B, Nc)
+        lat_v, clip_v = ValidFrames(lat, N, x_t), ValidFrames(cl, Nc, clip_f)
+        h = B // 2
+        # As in predict_flow: guided batches repeat the latent (and lengths) in both halves (CPU only).
+        if x_t.device.type == "cpu" and B % 2 == 0 and B > 0 and torch.equal(lat[:h], lat[h:]) and \
+                torch.equal(x_t[:h], x_t[h:]):
+            half = _masked_proj(self.audio_input_proj, x_t[:h], ValidFrames(lat[:h], N, x_t))
+            latent = torch.cat([half, half])
+        else:
+            latent = _masked_proj(self.audio_input_proj, x_t, lat_v)
+        # RoPE positions are 0.. per row, so the latent table of the longest row serves every row;
+        # the clip positions are scaled by each row's own latent/clip length ratio.
+        latent_rot = self.rope_tables(N, Nc)[0]
+        pairs = list(zip(lat_v.list, clip_v.list))
+        clip_rot = [self._clip_rope(Nc, n, c) for n, c in pairs]
+        if len(set(pairs)) == 1:
+            clip_rot = clip_rot[0]  # one ratio for every row: one table, one kernel call
+        t_emb = self.t_embed(t)
+        g = self.global_cond_mlp(cond.clip_f_c + cond.text_f_c)
+        global_c = (t_emb + g)[:, None]
+        tok_mods, glob_mods = self._modulations(global_c, cond.sync_f)
+        pad = (lat_v, clip_v)
+        for i, block in enumerate(self.joint_blocks):
+            latent, clip_f, text_f = block(latent, clip_f, text_f, (tok_mods[i], glob_mods[2 * i], glob_mods[2 * i + 1]),
+                                           latent_rot, clip_rot, pad)
+        nj = len(self.joint_blocks)
+        for i, block in enumerate(self.fused_blocks):
+            latent = block(latent, tok_mods[nj + i], latent_rot, lat_v)
+        return self.final_layer(latent, glob_mods[-1], lat_v)
+
+    def _clip_rope(self, padded: int, latent_len: int, clip_len: int) -> torch.Tensor:
+        """Clip RoPE table of `padded` rows whose first clip_len rows equal rope_tables(latent_len,
+        clip_len)[1] (positions scaled by latent_len / clip_len)."""
+        key = ("clip", padded, latent_len, clip_len, str(self.device))
+        if key not in self._rope_cache:
+            self._rope_cache[key] = rope_table(padded, self.cfg.head_dim, scale=latent_len / clip_len,
+                                               device=self.device)
+        return self._rope_cache[key]
 
     def _modulation_layers(self):
         """(per-token adaLN linears: latent + fused blocks; global ones: clip, text blocks, final layer)."""

@@ -13,14 +13,15 @@ from typing import List, Optional
 import torch
 
 from ...sampling import Guidance, sample
-from .network import MMAudioNetwork, PreprocessedConditions
+from .network import MMAudioNetwork, PaddedConditions, PreprocessedConditions
 
 _FIELDS = [f.name for f in dataclasses.fields(PreprocessedConditions)]
 
 
 def velocity_fn(net: MMAudioNetwork):
     """velocity_fn(x, t, **conditions) for sonicore.sampling.sample: the conditions are the fields of
-    PreprocessedConditions (clip_f, sync_f, text_f, clip_f_c, text_f_c) plus x_mix for MMAudioSep.
+    PreprocessedConditions (clip_f, sync_f, text_f, clip_f_c, text_f_c) plus x_mix for MMAudioSep, and
+    latent_lens / clip_lens for padded batches (PaddedConditions).
 
     One function object per network (kept on the network): the CUDA-graph cache is keyed on the
     function, so a fresh closure per call would re-capture the whole loop on every call."""
@@ -28,8 +29,9 @@ def velocity_fn(net: MMAudioNetwork):
     if cached is not None:
         return cached
 
-    def fn(x, t, clip_f, sync_f, text_f, clip_f_c, text_f_c, x_mix=None):
-        cond = PreprocessedConditions(clip_f, sync_f, text_f, clip_f_c, text_f_c)
+    def fn(x, t, clip_f, sync_f, text_f, clip_f_c, text_f_c, x_mix=None, latent_lens=None, clip_lens=None):
+        cond = PreprocessedConditions(clip_f, sync_f, text_f, clip_f_c, text_f_c) if latent_lens is None else \
+            PaddedConditions(clip_f, sync_f, text_f, clip_f_c, text_f_c, latent_lens, clip_lens)
         dt = net.dtype
         return net.predict_flow(x.to(dt), t.to(dt), cond, None if x_mix is None else x_mix.to(dt))
     net.__dict__["_sonicore_velocity_fn"] = fn
@@ -46,11 +48,19 @@ def sample_latent(net: MMAudioNetwork, x0: torch.Tensor, cond: PreprocessedCondi
 
     cond: conditions at batch B; empty: the unconditional ones (batch 1 or B), unused when
     cfg_strength <= 1 (below 1 the original uses v_cond only; at 1 guidance equals v_cond); x_mix (B, N, C): MMAudioSep's mixture, kept in both branches.
+    Rows of different durations: cond is then net.preprocess_conditions(..., latent_lens=..., ...) (a
+    PaddedConditions) and empty must be built with the same lengths; x0 is padded to the longest row.
     trajectory, when a list, receives x_0 ... x_steps. cuda_graph (default: on for CUDA tensors).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    # Valid lengths (batches of different durations) are shared by both guidance branches.
     conditions = {k: getattr(cond, k) for k in _FIELDS}
+    if cond.latent_lens is not None:
+        conditions.update(latent_lens=cond.latent_lens, clip_lens=cond.clip_lens)
+    if cfg_strength > 1.0 and empty is not None and (empty.latent_lens is None) != (cond.latent_lens is None):
+        raise ValueError("cond and empty must both be padded with the same valid lengths (or neither): build "
+                         "empty with net.empty_conditions(..., latent_lens=..., clip_lens=..., sync_lens=...)")
     if x_mix is not None:
         conditions["x_mix"] = x_mix
     guidance = None
@@ -60,12 +70,13 @@ def sample_latent(net: MMAudioNetwork, x0: torch.Tensor, cond: PreprocessedCondi
             raise ValueError("classifier-free guidance (cfg_strength > 1) needs the empty conditions")
         guidance = Guidance(float(cfg_strength), uncond={k: getattr(empty, k) for k in _FIELDS})
     if cuda_graph is None:
-        cuda_graph = x0.is_cuda
+        # Padded batches read their lengths on the host every step: no CUDA graph for them.
+        cuda_graph = x0.is_cuda and cond.latent_lens is None
     fn = velocity_fn(net)
     x0 = x0.float()
     warmed = net.__dict__.setdefault("_sonicore_warmed", set())
     warm_key = (tuple(x0.shape), x0.device, guidance is not None,
-                tuple((k, tuple(v.shape)) for k, v in sorted(conditions.items())))
+                tuple((k, tuple(getattr(v, "shape", ()))) for k, v in sorted(conditions.items())))
     if cuda_graph and warm_key not in warmed:
         # One eager evaluation first (once per shape): packs weights and builds the RoPE tables
         # outside the capture.
