@@ -1,10 +1,16 @@
-"""Alignment benchmarks: speed against the ctranslate2 Whisper.align pipeline, accuracy on the
-generated set against openai-whisper's timing code and ctranslate2, peak memory on 10 minutes.
+"""Alignment benchmarks: speed against the ctranslate2 Whisper.align pipeline and stable-ts,
+accuracy on the generated set against openai-whisper's timing code, ctranslate2 and stable-ts,
+peak memory on 10 minutes.
+
+stable-ts is optional: install it without its dependencies where this process can import it,
+e.g. ``pip install --no-deps --target /tmp/st_pkgs stable-ts`` and
+``export SONICORE_STABLE_TS_PATH=/tmp/st_pkgs`` (torchaudio is stubbed in this process only;
+see bench/align_peers.py).
 
 pytest-benchmark (speed, same run, 2 threads):
     PYTHONPATH=python:tests:bench python -m pytest -q bench/bench_align.py --benchmark-only
 Script (speed ratio, accuracy table, memory):
-    PYTHONPATH=python:tests:bench python bench/bench_align.py [--speed] [--accuracy N] [--memory]
+    PYTHONPATH=python:tests:bench python bench/bench_align.py [--speed] [--stable-ts] [--accuracy N] [--memory]
 """
 from __future__ import annotations
 
@@ -66,6 +72,26 @@ def ct2_pipeline(peer, path: str, clip) -> list:
     return starts
 
 
+def stable_ts_pipeline(peer, path: str, clip) -> list:
+    """The same job with stable-ts: read + resample the file as the ctranslate2 pipeline does,
+    then one ``model.align(audio, text)`` call on the whole text (stable-ts plans its own
+    windows); word starts in text order."""
+    import soxr
+    audio, sr = sf.read(path, dtype="float32")
+    audio = soxr.resample(audio, sr, SR).astype(np.float32)
+    return peer.align(audio, [w for w, _ in clip.words])
+
+
+def _stable_ts_peer():
+    """StableTsPeer, or None with the reason printed when stable-ts cannot be imported."""
+    from align_peers import StableTsPeer
+    try:
+        return StableTsPeer()
+    except ImportError as exc:
+        print(f"stable-ts not measured: {exc} (see the module docstring to install it)")
+        return None
+
+
 # ------------------------------------------------------------------ pytest-benchmark
 @pytest.fixture(scope="module")
 def three_minutes(tmp_path_factory):
@@ -93,7 +119,45 @@ def test_align_3min_ctranslate2(benchmark, three_minutes):
     assert len(starts) > 0
 
 
+def test_align_3min_stable_ts(benchmark, three_minutes):
+    from align_peers import StableTsPeer
+    try:
+        peer = StableTsPeer()
+    except ImportError as exc:
+        pytest.skip(f"stable-ts is not importable: {exc}")
+    _threads()
+    path, clip = three_minutes
+    starts = benchmark.pedantic(lambda: stable_ts_pipeline(peer, path, clip), rounds=1, iterations=1,
+                                warmup_rounds=0)
+    assert len(starts) == len(clip.words)
+
+
 # ------------------------------------------------------------------ script
+def run_stable_ts_speed(seconds=180.0):
+    """One timed stable-ts run against one sonicore run on the same 3-minute file (stable-ts is
+    many times slower, so one round each, after a warm-up of both on 20 s)."""
+    from sonicore import Aligner
+    _threads()
+    peer = _stable_ts_peer()
+    if peer is None:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        path, clip = long_clip_file(seconds, 1234, d)
+        aligner = Aligner.from_pretrained("tiny.en", device="cpu")
+        a16 = np.zeros(SR * 20, np.float32)
+        aligner.align(a16, "warm up", sr=SR, progress=False)
+        peer.align(a16, ["warm", "up"])
+        t = time.perf_counter(); r = aligner.align(path, clip.lyrics, progress=False); ours = time.perf_counter() - t
+        t = time.perf_counter(); s = stable_ts_pipeline(peer, path, clip); theirs = time.perf_counter() - t
+        true = [x for _, x in clip.words]
+        m_ours = ad.metrics([w.start for w in r.words], true)
+        m_st = ad.metrics(s, true)
+    print(f"speed, {seconds:.0f} s of speech ({len(clip.words)} words), {THREADS} threads, one round each:")
+    print(f"  sonicore Aligner        {ours:7.2f} s   AAE {m_ours['aae']:.3f} PCO@0.3 {m_ours['pco_0.3']:.3f}")
+    print(f"  stable-ts model.align   {theirs:7.2f} s   AAE {m_st['aae']:.3f} PCO@0.3 {m_st['pco_0.3']:.3f}")
+    print(f"  ratio stable-ts / sonicore = {theirs / ours:.2f}")
+
+
 def run_speed(seconds=180.0, rounds=2):
     from sonicore import Aligner
     from align_peers import CTranslate2Peer
@@ -133,6 +197,9 @@ def run_accuracy(n_clips: int, seed: int = 2026):
         peers.append(CTranslate2Peer(threads=THREADS))
     except ImportError:
         pass
+    st = _stable_ts_peer()
+    if st is not None:
+        peers.append(st)
     rng = np.random.default_rng(seed)
     for kind in ("speech", "sung", "sung+band"):
         rows = {"sonicore": ([], []), "sonicore (onset_shift=0)": ([], [])}
@@ -176,11 +243,14 @@ def run_memory(seconds=600.0):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--stable-ts", action="store_true", help="speed ratio against stable-ts on 3 minutes")
     ap.add_argument("--accuracy", type=int, default=0, metavar="N", help="clips per condition")
     ap.add_argument("--memory", action="store_true")
     args = ap.parse_args()
     if args.speed:
         run_speed()
+    if args.stable_ts:
+        run_stable_ts_speed()
     if args.accuracy:
         run_accuracy(args.accuracy)
     if args.memory:
