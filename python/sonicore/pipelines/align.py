@@ -444,10 +444,12 @@ class Aligner:
         tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
         n_pos = max(1, min(self.model.config.n_audio_ctx, n_frames // 2))
         audio_features = self.model.encode(mel[None].to(self.device))
-        logits, w = self.model.decode(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         ns = len(self.sot_sequence)
-        probs = logits[0, ns:ns + len(text_tokens), :tok.eot].float().softmax(-1)
-        token_p = probs[torch.arange(len(text_tokens)), torch.tensor(text_tokens)].cpu().numpy()
+        # Text tokens sit after [sot..., no-timestamps]; their probabilities are a softmax over
+        # the text vocabulary (ids below <|endoftext|>), as openai-whisper's timing code takes them.
+        token_p, w = self.model.score_tokens(tokens, audio_features, ns + 1, len(text_tokens), tok.eot,
+                                             self.alignment_heads, audio_len=n_pos)
+        token_p = token_p[0].cpu().numpy()
         w = w[0]  # (heads, T, n_pos), softmax over the window's real positions
         std, mean = torch.std_mean(w, dim=-2, keepdim=True, unbiased=False)
         w = (w - mean) / std.clamp_min(1e-8)
@@ -511,6 +513,7 @@ class Aligner:
         keep_pause = int(_PAUSE_KEEP_S * 100)
         w0, f0 = 0, 0                                   # next word, window start (mel frame)
         rate = None                                     # tokens per second seen so far
+        prior_rate = sum(len(x.tokens) for x in specs) / max(duration, 1.0)
         try:
             while w0 < len(specs):
                 for a, b in pauses:                     # never start a window deep inside a pause
@@ -529,8 +532,13 @@ class Aligner:
                 n_frames = end - f0
                 last = tail or (not cut and end == total)
                 budget = max_tokens
-                if not last and rate is not None:
-                    budget = min(max_tokens, int(rate * n_frames / 100 * 1.5) + 24)
+                if not last:
+                    # Before any window has measured the speaking rate, twice the text's mean rate
+                    # over the whole clip: enough for a locally denser passage, and the decoder
+                    # (and its logits) need not run over the whole text context. A window given
+                    # too few words only keeps fewer; the next one starts after them.
+                    budget = min(max_tokens, int(rate * n_frames / 100 * 1.5) + 24 if rate is not None
+                                 else int(prior_rate * n_frames / 100 * 2.0) + 32)
                 cand, used = [], 0
                 for spec in specs[w0:]:
                     if cand and used + len(spec.tokens) > budget:
