@@ -245,19 +245,36 @@ class Whisper(nn.Module):
         Same numbers as softmax(decode(...) logits[:, :, :vocab]) at the scored tokens, without
         building the (T, n_vocab) probability table: one log-sum-exp over the logits instead.
         """
-        if not (1 <= first and 0 <= count and first + count <= tokens.shape[1]):
-            raise ValueError(f"first={first}, count={count} must select tokens inside [1, {tokens.shape[1]})")
+        hidden, weights = self.decode_hidden(tokens, audio, alignment_heads, audio_len)
+        return self.token_probabilities(hidden, tokens, first, count, vocab), weights
+
+    def decode_hidden(self, tokens: torch.Tensor, audio: torch.Tensor,
+                      alignment_heads: Sequence[Tuple[int, int]] = (), audio_len: Optional[int] = None):
+        """Teacher-forced decoder pass without the vocabulary projection.
+
+        Returns (hidden (B, T, D): the last layer's output before the final norm, weights as
+        :meth:`decode` gives them); :meth:`token_probabilities` turns rows of it into
+        probabilities, so a caller pays the (rows x n_vocab) projection only where it needs it.
+        """
+        return self._decode_hidden(tokens, audio, alignment_heads, True, audio_len)
+
+    def token_probabilities(self, hidden: torch.Tensor, tokens: torch.Tensor, first: int, count: int,
+                            vocab: int) -> torch.Tensor:
+        """Probabilities (B, count) float32 of tokens[:, first:first + count] given hidden (B, T, D)
+        from :meth:`decode_hidden` of the same tokens, softmax over token ids [0, vocab)."""
+        if not (1 <= first and 0 <= count and first + count <= tokens.shape[1] == hidden.shape[1]):
+            raise ValueError(f"first={first}, count={count} must select tokens inside [1, {tokens.shape[1]}) "
+                             f"of hidden states for {hidden.shape[1]} tokens")
         if not 1 <= vocab <= self.config.n_vocab:
             raise ValueError(f"vocab must lie in [1, {self.config.n_vocab}], got {vocab}")
         targets = tokens[:, first:first + count]
         if targets.numel() and int(targets.max()) >= vocab:
             raise ValueError(f"scored token ids must lie below vocab={vocab}, got {int(targets.max())}")
-        x, weights = self._decode_hidden(tokens, audio, alignment_heads, True, audio_len)
         # The token at position t is predicted by the hidden state at t - 1.
-        h = self.decoder.norm(x[:, first - 1:first - 1 + count])
+        h = self.decoder.norm(hidden[:, first - 1:first - 1 + count])
         logits = h @ self.decoder.embed.weight[:vocab].t()
         picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return torch.exp(picked - torch.logsumexp(logits, dim=-1)).float(), weights
+        return torch.exp(picked - torch.logsumexp(logits, dim=-1)).float()
 
     def _decode_hidden(self, tokens, audio, alignment_heads, all_layers: bool, audio_len):
         """(last hidden states (B, T, D) before the final norm, alignment weights or None)."""

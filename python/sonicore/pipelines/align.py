@@ -432,12 +432,18 @@ class Aligner:
 
     # ---------------------------------------------------------------- one window
     @torch.inference_mode()
-    def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec], open_end: bool = False):
+    def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec], open_end: bool = False,
+                      scored=None):
         """mel (n_mels, 3000) of one window with n_frames real frames; returns per word
         (start_s, end_s, probability, complete, anchor_s) relative to the window start; anchor_s
         is where the word's attention peaks (see _anchor_peaks). open_end lets
         the DTW path stop before the last word (the window may hold only the first words);
-        complete is False for words the path did not finish."""
+        complete is False for words the path did not finish.
+
+        scored: optional callable, given the (start_s, end_s, complete) list, returning how many
+        leading words need a probability; the others get NaN. The vocabulary projection behind
+        a probability costs as much as the rest of the decoder, and a window given more text
+        than it holds keeps only its first words."""
         tok = self.tokenizer
         text_tokens = [t for w in words for t in w.tokens]
         seq = self.sot_sequence + [tok.no_timestamps] + text_tokens + [tok.eot]
@@ -447,9 +453,7 @@ class Aligner:
         ns = len(self.sot_sequence)
         # Text tokens sit after [sot..., no-timestamps]; their probabilities are a softmax over
         # the text vocabulary (ids below <|endoftext|>), as openai-whisper's timing code takes them.
-        token_p, w = self.model.score_tokens(tokens, audio_features, ns + 1, len(text_tokens), tok.eot,
-                                             self.alignment_heads, audio_len=n_pos)
-        token_p = token_p[0].cpu().numpy()
+        hidden, w = self.model.decode_hidden(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         w = w[0]  # (heads, T, n_pos), softmax over the window's real positions
         std, mean = torch.std_mean(w, dim=-2, keepdim=True, unbiased=False)
         w = (w - mean) / std.clamp_min(1e-8)
@@ -470,6 +474,17 @@ class Aligner:
         mat = matrix.float().cpu().numpy()
         spans = _trim_long_spans(spans, mat, bounds)
         peaks = _anchor_peaks(mat, bounds)
+        n_scored = len(words)
+        if scored is not None:
+            n_scored = max(0, min(len(words), int(scored(
+                [(a * SECONDS_PER_POSITION, b * SECONDS_PER_POSITION, bool(bounds[k + 1] < reached))
+                 for k, (a, b) in enumerate(spans)]))))
+        token_p = np.full(len(text_tokens), np.nan)
+        if n_scored:
+            # Text tokens sit after [sot..., no-timestamps]; their probabilities are a softmax over
+            # the text vocabulary (ids below <|endoftext|>), as openai-whisper's timing code takes them.
+            token_p[:bounds[n_scored]] = self.model.token_probabilities(
+                hidden, tokens, ns + 1, int(bounds[n_scored]), tok.eot)[0].cpu().numpy()
         out = []
         for k, spec in enumerate(words):
             p = float(token_p[bounds[k]:bounds[k + 1]].mean())
@@ -548,19 +563,28 @@ class Aligner:
                 if last and w0 + len(cand) < len(specs):
                     raise ValueError(f"the last {(total - f0) / 100:.1f} s of audio would have to hold "
                                      f"{len(specs) - w0} more words; the text is far longer than the audio")
-                times = self._align_window(mel[:, f0:f0 + win], n_frames, cand, open_end=not last)
+                limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
+                # Before a pause, words the path squeezed into the pause itself belong after it.
+                start_limit = (n_frames - keep_pause) / 100.0 + 0.1 if cut else limit
+
+                def finished(times):
+                    """Words the window can keep: finished by the path, ending before the margin."""
+                    k = 0
+                    while (k < len(times) and times[k][2] and times[k][1] <= limit
+                           and times[k][0] - self.onset_shift < start_limit):
+                        k += 1
+                    return k
+
+                # Probabilities are needed for the words the window may keep and the run of
+                # eight after each that the absent-text test below reads.
+                times = self._align_window(mel[:, f0:f0 + win], n_frames, cand, open_end=not last,
+                                           scored=None if last else lambda t: finished(t) + _ABSENT_RUN)
                 t0 = f0 / 100.0
                 absent = misplaced = None
                 if last:
                     keep = len(cand)
                 else:
-                    limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
-                    # Before a pause, words the path squeezed into the pause itself belong after it.
-                    start_limit = (n_frames - keep_pause) / 100.0 + 0.1 if cut else limit
-                    keep = 0
-                    while (keep < len(cand) and times[keep][3] and times[keep][1] <= limit
-                           and times[keep][0] - self.onset_shift < start_limit):
-                        keep += 1
+                    keep = finished([(a, b, c) for a, b, _, c, _ in times])
                     # Words the audio does not support get a near-zero teacher-forced probability
                     # (an instrumental stretch, or text that comes later): the window keeps only
                     # the words before the first such run of eight (starting on an unlikely word).
