@@ -455,8 +455,10 @@ class Aligner:
         # the text vocabulary (ids below <|endoftext|>), as openai-whisper's timing code takes them.
         hidden, w = self.model.decode_hidden(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         w = w[0]  # (heads, T, n_pos), softmax over the window's real positions
-        std, mean = torch.std_mean(w, dim=-2, keepdim=True, unbiased=False)
-        w = (w - mean) / std.clamp_min(1e-8)
+        # z-score along tokens, written out: torch.std_mean reduces across the strided token
+        # axis about four times slower than these passes along contiguous rows.
+        w = w - w.mean(-2, keepdim=True)
+        w = w / (w * w).mean(-2, keepdim=True).sqrt_().clamp_min_(1e-8)
         from ..ops.align import dtw, median_filter
         w = median_filter(w.float().contiguous(), MEDIAN_WIDTH)
         matrix = w.mean(0)[ns:-1]  # rows: no-timestamps (emits text token 0) ... last text token (emits eot)
