@@ -158,7 +158,12 @@ def run_stable_ts_speed(seconds=180.0):
     print(f"  ratio stable-ts / sonicore = {theirs / ours:.2f}")
 
 
-def run_speed(seconds=180.0, rounds=2):
+def run_speed(seconds=180.0, rounds=2, threads=THREADS):
+    """Wall time (best of `rounds`, interleaved) and process CPU time of both pipelines. CPU
+    time counts the work of all threads; on a shared, loaded machine it moves far less than
+    wall time, so it is printed beside it."""
+    global THREADS
+    THREADS = threads
     from sonicore import Aligner
     from align_peers import CTranslate2Peer
     _threads()
@@ -171,10 +176,14 @@ def run_speed(seconds=180.0, rounds=2):
         sf.write(short, sf.read(path, dtype="float32")[0][:20 * 22050], 22050)
         aligner.align(short, " ".join(w for w, s in clip.words if s is not None and s < 15), progress=False)
         peer.align(np.zeros(SR * 20, np.float32), ["warm", "up"])
-        ours, theirs = [], []
+        ours, theirs, cpu_ours, cpu_theirs = [], [], [], []
         for _ in range(rounds):  # interleaved so that machine noise hits both alike
-            t = time.perf_counter(); r = aligner.align(path, clip.lyrics, progress=False); ours.append(time.perf_counter() - t)
-            t = time.perf_counter(); s = ct2_pipeline(peer, path, clip); theirs.append(time.perf_counter() - t)
+            t, c = time.perf_counter(), time.process_time()
+            r = aligner.align(path, clip.lyrics, progress=False)
+            ours.append(time.perf_counter() - t); cpu_ours.append(time.process_time() - c)
+            t, c = time.perf_counter(), time.process_time()
+            s = ct2_pipeline(peer, path, clip)
+            theirs.append(time.perf_counter() - t); cpu_theirs.append(time.process_time() - c)
         true = [x for _, x in clip.words]
         m_ours = ad.metrics([w.start for w in r.words], true)
     print(f"speed, {seconds:.0f} s of speech ({len(clip.words)} words), {THREADS} threads, best of {rounds}:")
@@ -182,7 +191,9 @@ def run_speed(seconds=180.0, rounds=2):
           f"AAE {m_ours['aae']:.3f} PCO@0.3 {m_ours['pco_0.3']:.3f}")
     print(f"  ctranslate2 pipeline    {min(theirs):7.2f} s   (all: {', '.join(f'{x:.2f}' for x in theirs)})  "
           f"(oracle text split, {len(s)} words)")
-    print(f"  ratio ctranslate2 / sonicore = {min(theirs) / min(ours):.2f}")
+    print(f"  ratio ctranslate2 / sonicore = {min(theirs) / min(ours):.2f}  (wall)")
+    print(f"  CPU time, min over rounds: sonicore {min(cpu_ours):.2f} s, ctranslate2 {min(cpu_theirs):.2f} s, "
+          f"ratio {min(cpu_theirs) / min(cpu_ours):.2f}")
 
 
 def run_accuracy(n_clips: int, seed: int = 2026):
@@ -243,12 +254,14 @@ def run_memory(seconds=600.0):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--threads", type=int, default=THREADS, help="threads for --speed (default 2)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds for --speed")
     ap.add_argument("--stable-ts", action="store_true", help="speed ratio against stable-ts on 3 minutes")
     ap.add_argument("--accuracy", type=int, default=0, metavar="N", help="clips per condition")
     ap.add_argument("--memory", action="store_true")
     args = ap.parse_args()
     if args.speed:
-        run_speed()
+        run_speed(rounds=args.rounds, threads=args.threads)
     if args.stable_ts:
         run_stable_ts_speed()
     if args.accuracy:
