@@ -192,3 +192,24 @@ def test_tokenizer_special_tokens_come_from_the_file(models):
     ref = wt.get_tokenizer(False)
     for text in (" Hello world, it's 1999!", " naïve café — [Chorus]"):
         assert tok.encode(text) == ref.encode(text)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_encoder_and_token_scores_on_gpu_match_cpu(models, rng):
+    """The (B, N, H, D) attention views and score_tokens on CUDA (sonicore's CUDA/Triton
+    attention) give the CPU numbers."""
+    import copy
+    _, dims, ours, tok, heads = models
+    gpu = copy.deepcopy(ours).cuda()
+    mel = torch.from_numpy(rng.standard_normal((1, dims.n_mels, 3000)).astype(np.float32)) * 0.5
+    text = tok.encode(" " + " ".join(rng.choice(["seven", "lyric", "chorus", "la"], size=13)))
+    tokens = torch.tensor([[tok.sot, tok.no_timestamps] + text + [tok.eot]])
+    audio_len = int(rng.integers(1, dims.n_audio_ctx + 1))
+    with torch.no_grad():
+        a = ours.encode(mel)
+        p, w = ours.score_tokens(tokens, a, 2, len(text), tok.eot, heads, audio_len=audio_len)
+        a_g = gpu.encode(mel.cuda())
+        p_g, w_g = gpu.score_tokens(tokens.cuda(), a_g, 2, len(text), tok.eot, heads, audio_len=audio_len)
+    assert _rel(a_g.cpu(), a) < 1e-3
+    torch.testing.assert_close(p_g.cpu(), p, rtol=1e-2, atol=1e-4)
+    torch.testing.assert_close(w_g.cpu(), w, rtol=1e-2, atol=1e-4)
