@@ -451,8 +451,6 @@ class Aligner:
         n_pos = max(1, min(self.model.config.n_audio_ctx, n_frames // 2))
         audio_features = self.model.encode(mel[None].to(self.device))
         ns = len(self.sot_sequence)
-        # Text tokens sit after [sot..., no-timestamps]; their probabilities are a softmax over
-        # the text vocabulary (ids below <|endoftext|>), as openai-whisper's timing code takes them.
         hidden, w = self.model.decode_hidden(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         w = w[0]  # (heads, T, n_pos), softmax over the window's real positions
         # z-score along tokens, written out: torch.std_mean reduces across the strided token
