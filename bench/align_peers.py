@@ -5,7 +5,9 @@
 - the ctranslate2 package's Whisper.align pipeline: its own feature extractor (faster-whisper
   style log-mel in numpy is not part of ctranslate2, so whisper.audio's log-mel is used), its
   align() call, and the same word grouping as ours (word tokens -> first/last alignment step);
-- stable-ts ``model.align`` when stable-ts is installed.
+- stable-ts ``model.align`` (``StableTsPeer``) on the same converted openai-whisper model. stable-ts
+  declares torchaudio as a dependency, but torchaudio's wheels pin other torch builds; see
+  StableTsPeer for how it runs without it.
 Each takes (audio float32 16 kHz (S,), list of words) and returns word start times (s).
 Windows: the peers see one 30 s window at a time with the same text split as the clip's lines
 allow; they are used on clips up to 30 s unless they handle long audio themselves.
@@ -81,6 +83,60 @@ class CTranslate2Peer:
             out.append(first.get(k, 0) * 0.02)
             k += len(wt_)
         return out
+
+
+STABLE_TS_PATH_ENV = "SONICORE_STABLE_TS_PATH"
+
+
+def _import_stable_whisper():
+    """Imports stable-ts (module ``stable_whisper``) without torchaudio.
+
+    stable-ts imports torchaudio at module level in three files, but on the path we time
+    (``model.align`` on a float32 array already at 16 kHz, no denoiser, no voice filter, no
+    audio saving) it only calls torchaudio.functional.resample / *_biquad when resampling or
+    filtering, which never happens here. When torchaudio is not importable a stub module is put
+    in sys.modules of this process only; every attribute of the stub raises, so if stable-ts
+    ever did reach torchaudio on this path the bench would fail loudly instead of measuring
+    something else. stable-ts itself may live outside site-packages (``pip install --no-deps
+    --target DIR stable-ts``): name DIR in $SONICORE_STABLE_TS_PATH.
+    """
+    extra = os.environ.get(STABLE_TS_PATH_ENV)
+    if extra and extra not in sys.path:
+        sys.path.append(extra)
+    try:
+        import torchaudio  # noqa: F401
+    except ImportError:
+        import types
+
+        class _Unavailable(types.ModuleType):
+            def __getattr__(self, name):
+                raise RuntimeError(f"torchaudio stub: stable-ts reached torchaudio.{name}, which the bench "
+                                   "does not provide; install torchaudio to run this path")
+
+        stub = _Unavailable("torchaudio")
+        stub.__path__ = []  # lets "import torchaudio.x" fail with ImportError, not a crash
+        sys.modules["torchaudio"] = stub
+    import stable_whisper
+    return stable_whisper
+
+
+class StableTsPeer:
+    """stable-ts ``model.align(audio, text, language="en")`` with its default settings, on the
+    openai-whisper model converted from the same CTranslate2 tiny.en weights. It handles long
+    audio itself (it aligns the text in passes of ``token_step`` tokens over 30 s windows)."""
+    name = "stable-ts model.align"
+
+    def __init__(self):
+        self.stable_whisper = _import_stable_whisper()
+        self.model = OpenAIWhisperPeer().model
+        self.stable_whisper.modify_model(self.model)
+
+    def align_result(self, audio: np.ndarray, text: str):
+        return self.model.align(audio, text, language="en", verbose=None, ignore_compatibility=True)
+
+    def align(self, audio: np.ndarray, words: List[str]) -> List[float]:
+        result = self.align_result(audio, " ".join(words))
+        return _match_words(words, [(w.word, w.start) for w in result.all_words()])
 
 
 def _match_words(words: List[str], timed) -> List[float]:

@@ -1,10 +1,16 @@
-"""Alignment benchmarks: speed against the ctranslate2 Whisper.align pipeline, accuracy on the
-generated set against openai-whisper's timing code and ctranslate2, peak memory on 10 minutes.
+"""Alignment benchmarks: speed against the ctranslate2 Whisper.align pipeline and stable-ts,
+accuracy on the generated set against openai-whisper's timing code, ctranslate2 and stable-ts,
+peak memory on 10 minutes.
+
+stable-ts is optional: install it without its dependencies where this process can import it,
+e.g. ``pip install --no-deps --target /tmp/st_pkgs stable-ts`` and
+``export SONICORE_STABLE_TS_PATH=/tmp/st_pkgs`` (torchaudio is stubbed in this process only;
+see bench/align_peers.py).
 
 pytest-benchmark (speed, same run, 2 threads):
     PYTHONPATH=python:tests:bench python -m pytest -q bench/bench_align.py --benchmark-only
 Script (speed ratio, accuracy table, memory):
-    PYTHONPATH=python:tests:bench python bench/bench_align.py [--speed] [--accuracy N] [--memory]
+    PYTHONPATH=python:tests:bench python bench/bench_align.py [--speed] [--stable-ts] [--accuracy N] [--memory]
 """
 from __future__ import annotations
 
@@ -66,6 +72,26 @@ def ct2_pipeline(peer, path: str, clip) -> list:
     return starts
 
 
+def stable_ts_pipeline(peer, path: str, clip) -> list:
+    """The same job with stable-ts: read + resample the file as the ctranslate2 pipeline does,
+    then one ``model.align(audio, text)`` call on the whole text (stable-ts plans its own
+    windows); word starts in text order."""
+    import soxr
+    audio, sr = sf.read(path, dtype="float32")
+    audio = soxr.resample(audio, sr, SR).astype(np.float32)
+    return peer.align(audio, [w for w, _ in clip.words])
+
+
+def _stable_ts_peer():
+    """StableTsPeer, or None with the reason printed when stable-ts cannot be imported."""
+    from align_peers import StableTsPeer
+    try:
+        return StableTsPeer()
+    except ImportError as exc:
+        print(f"stable-ts not measured: {exc} (see the module docstring to install it)")
+        return None
+
+
 # ------------------------------------------------------------------ pytest-benchmark
 @pytest.fixture(scope="module")
 def three_minutes(tmp_path_factory):
@@ -93,8 +119,64 @@ def test_align_3min_ctranslate2(benchmark, three_minutes):
     assert len(starts) > 0
 
 
+def test_align_3min_stable_ts(benchmark, three_minutes):
+    from align_peers import StableTsPeer
+    try:
+        peer = StableTsPeer()
+    except ImportError as exc:
+        pytest.skip(f"stable-ts is not importable: {exc}")
+    _threads()
+    path, clip = three_minutes
+    starts = benchmark.pedantic(lambda: stable_ts_pipeline(peer, path, clip), rounds=1, iterations=1,
+                                warmup_rounds=0)
+    assert len(starts) == len(clip.words)
+
+
 # ------------------------------------------------------------------ script
-def run_speed(seconds=180.0, rounds=2):
+def run_stable_ts_speed(seconds=180.0, threads=THREADS):
+    """One timed stable-ts run against the best of two sonicore runs around it on the same
+    3-minute file (stable-ts is many times slower), after a warm-up of both on 20 s; wall and
+    process CPU time."""
+    global THREADS
+    THREADS = threads
+    from sonicore import Aligner
+    _threads()
+    peer = _stable_ts_peer()
+    if peer is None:
+        return
+    with tempfile.TemporaryDirectory() as d:
+        path, clip = long_clip_file(seconds, 1234, d)
+        aligner = Aligner.from_pretrained("tiny.en", device="cpu")
+        a16 = np.zeros(SR * 20, np.float32)
+        aligner.align(a16, "warm up", sr=SR, progress=False)
+        peer.align(a16, ["warm", "up"])
+        def timed(fn):
+            t, c = time.perf_counter(), time.process_time()
+            out = fn()
+            return out, time.perf_counter() - t, time.process_time() - c
+
+        # sonicore before and after the stable-ts run (best kept): load changes on a shared machine.
+        r, ours, cpu_ours = timed(lambda: aligner.align(path, clip.lyrics, progress=False))
+        s, theirs, cpu_theirs = timed(lambda: stable_ts_pipeline(peer, path, clip))
+        _, ours2, cpu_ours2 = timed(lambda: aligner.align(path, clip.lyrics, progress=False))
+        ours, cpu_ours = min(ours, ours2), min(cpu_ours, cpu_ours2)
+        true = [x for _, x in clip.words]
+        m_ours = ad.metrics([w.start for w in r.words], true)
+        m_st = ad.metrics(s, true)
+    print(f"speed, {seconds:.0f} s of speech ({len(clip.words)} words), {THREADS} threads:")
+    print(f"  sonicore Aligner        {ours:7.2f} s (CPU {cpu_ours:6.2f} s)  AAE {m_ours['aae']:.3f} "
+          f"PCO@0.3 {m_ours['pco_0.3']:.3f}")
+    print(f"  stable-ts model.align   {theirs:7.2f} s (CPU {cpu_theirs:6.2f} s)  AAE {m_st['aae']:.3f} "
+          f"PCO@0.3 {m_st['pco_0.3']:.3f}")
+    print(f"  ratio stable-ts / sonicore = {theirs / ours:.2f} (wall), {cpu_theirs / cpu_ours:.2f} (CPU time)")
+
+
+def run_speed(seconds=180.0, rounds=2, threads=THREADS):
+    """Wall time (best of `rounds`, interleaved) and process CPU time of both pipelines. CPU
+    time counts the work of all threads; on a shared, loaded machine it moves far less than
+    wall time, so it is printed beside it."""
+    global THREADS
+    THREADS = threads
     from sonicore import Aligner
     from align_peers import CTranslate2Peer
     _threads()
@@ -107,10 +189,14 @@ def run_speed(seconds=180.0, rounds=2):
         sf.write(short, sf.read(path, dtype="float32")[0][:20 * 22050], 22050)
         aligner.align(short, " ".join(w for w, s in clip.words if s is not None and s < 15), progress=False)
         peer.align(np.zeros(SR * 20, np.float32), ["warm", "up"])
-        ours, theirs = [], []
+        ours, theirs, cpu_ours, cpu_theirs = [], [], [], []
         for _ in range(rounds):  # interleaved so that machine noise hits both alike
-            t = time.perf_counter(); r = aligner.align(path, clip.lyrics, progress=False); ours.append(time.perf_counter() - t)
-            t = time.perf_counter(); s = ct2_pipeline(peer, path, clip); theirs.append(time.perf_counter() - t)
+            t, c = time.perf_counter(), time.process_time()
+            r = aligner.align(path, clip.lyrics, progress=False)
+            ours.append(time.perf_counter() - t); cpu_ours.append(time.process_time() - c)
+            t, c = time.perf_counter(), time.process_time()
+            s = ct2_pipeline(peer, path, clip)
+            theirs.append(time.perf_counter() - t); cpu_theirs.append(time.process_time() - c)
         true = [x for _, x in clip.words]
         m_ours = ad.metrics([w.start for w in r.words], true)
     print(f"speed, {seconds:.0f} s of speech ({len(clip.words)} words), {THREADS} threads, best of {rounds}:")
@@ -118,7 +204,9 @@ def run_speed(seconds=180.0, rounds=2):
           f"AAE {m_ours['aae']:.3f} PCO@0.3 {m_ours['pco_0.3']:.3f}")
     print(f"  ctranslate2 pipeline    {min(theirs):7.2f} s   (all: {', '.join(f'{x:.2f}' for x in theirs)})  "
           f"(oracle text split, {len(s)} words)")
-    print(f"  ratio ctranslate2 / sonicore = {min(theirs) / min(ours):.2f}")
+    print(f"  ratio ctranslate2 / sonicore = {min(theirs) / min(ours):.2f}  (wall)")
+    print(f"  CPU time, min over rounds: sonicore {min(cpu_ours):.2f} s, ctranslate2 {min(cpu_theirs):.2f} s, "
+          f"ratio {min(cpu_theirs) / min(cpu_ours):.2f}")
 
 
 def run_accuracy(n_clips: int, seed: int = 2026):
@@ -133,6 +221,9 @@ def run_accuracy(n_clips: int, seed: int = 2026):
         peers.append(CTranslate2Peer(threads=THREADS))
     except ImportError:
         pass
+    st = _stable_ts_peer()
+    if st is not None:
+        peers.append(st)
     rng = np.random.default_rng(seed)
     for kind in ("speech", "sung", "sung+band"):
         rows = {"sonicore": ([], []), "sonicore (onset_shift=0)": ([], [])}
@@ -153,6 +244,48 @@ def run_accuracy(n_clips: int, seed: int = 2026):
         for name, (p, t) in rows.items():
             m = ad.metrics(p, t)
             print(f"  {name:28s} {m['aae']:7.3f} {m['median']:7.3f} {m['pco_0.3']:8.3f} {m['pco_0.1']:8.3f} {m['n']:6d}")
+
+
+LONG_CASES = (  # (name, seconds, sung, accompaniment, break_at, break_seconds)
+    ("150 s speech, 25 s pause", 150.0, False, False, 70.0, 25.0),
+    ("200 s sung+band", 200.0, True, True, None, 0.0),
+    ("150 s sung+band, 25 s music-only break", 150.0, True, True, 70.0, 25.0),
+)
+
+
+def run_long(seed: int = 7):
+    """Whole-song checks: accuracy, no word lost or duplicated, monotone times, no word inside a
+    break, window count (sonicore only; the peers get one 30 s window at a time)."""
+    from sonicore import Aligner
+    _threads()
+    aligner = Aligner.from_pretrained("tiny.en", device="cpu")
+    windows = []
+    inner = aligner._align_window
+
+    def counting(*a, **k):
+        windows.append(1)
+        return inner(*a, **k)
+
+    aligner._align_window = counting
+    for name, seconds, sung, band, break_at, break_s in LONG_CASES:
+        rng = np.random.default_rng(seed)
+        clip = ad.make_long_clip(rng, seconds, sung=sung, accompaniment=band, break_at=break_at,
+                                 break_seconds=break_s)
+        windows.clear()
+        t = time.perf_counter()
+        r = aligner.align(clip.audio, clip.lyrics, sr=clip.sr, progress=False)
+        wall = time.perf_counter() - t
+        starts = [w.start for w in r.words]
+        m = ad.metrics(starts, [s for _, s in clip.words])
+        ok = len(r.words) == len(clip.words) and all(b >= a for a, b in zip(starts, starts[1:]))
+        inside = 0
+        if break_at is not None:
+            true = [s for _, s in clip.words if s is not None]
+            gap = max(zip(true, true[1:]), key=lambda p: p[1] - p[0])
+            inside = sum(gap[0] + 2.0 < x < gap[1] - 0.5 for x in starts)
+        print(f"{name:40s} {len(clip.audio) / clip.sr:6.1f} s audio, {len(clip.words)} words, "
+              f"{len(windows)} windows, {wall:5.1f} s: AAE {m['aae']:.3f} median {m['median']:.3f} "
+              f"PCO@0.3 {m['pco_0.3']:.3f}; all words once, monotone: {ok}; words inside the break: {inside}")
 
 
 def run_memory(seconds=600.0):
@@ -176,12 +309,20 @@ def run_memory(seconds=600.0):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--threads", type=int, default=THREADS, help="threads for --speed and --stable-ts (default 2)")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds for --speed")
+    ap.add_argument("--stable-ts", action="store_true", help="speed ratio against stable-ts on 3 minutes")
     ap.add_argument("--accuracy", type=int, default=0, metavar="N", help="clips per condition")
     ap.add_argument("--memory", action="store_true")
+    ap.add_argument("--long", action="store_true", help="whole-song accuracy checks (150-200 s clips)")
     args = ap.parse_args()
     if args.speed:
-        run_speed()
+        run_speed(rounds=args.rounds, threads=args.threads)
+    if args.stable_ts:
+        run_stable_ts_speed(threads=args.threads)
     if args.accuracy:
         run_accuracy(args.accuracy)
     if args.memory:
         run_memory()
+    if args.long:
+        run_long()

@@ -46,6 +46,34 @@ def test_encoder_and_logits_match_openai(models, rng):
     torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), rtol=0, atol=1e-5)
 
 
+def test_score_tokens_match_openai_softmax(models, rng):
+    """score_tokens (log-sum-exp over the text vocabulary, rows of the text only) equals
+    openai-whisper's logits softmaxed over [0, eot) at the teacher-forced tokens, and its
+    alignment weights equal decode()'s."""
+    ref, dims, ours, tok, heads = models
+    mel = torch.from_numpy(rng.standard_normal((1, dims.n_mels, 3000)).astype(np.float32)) * 0.5
+    n_words = int(rng.integers(1, 30))
+    words = " ".join(rng.choice(["seven", "ninety", "lyric", "chorus", "don't", "3.14", "la"], size=n_words))
+    text = tok.encode(" " + words)
+    toks = [tok.sot, tok.no_timestamps] + text + [tok.eot]
+    tokens = torch.tensor([toks])
+    audio_len = int(rng.integers(1, dims.n_audio_ctx + 1))
+    with torch.no_grad():
+        a_ref = ref.embed_audio(mel)
+        p_ref = ref.logits(tokens, a_ref)[0, 1:1 + len(text), :tok.eot].double().softmax(-1)
+        p_ref = p_ref[torch.arange(len(text)), torch.tensor(text)]
+        a = ours.encode(mel)
+        p, w = ours.score_tokens(tokens, a, 2, len(text), tok.eot, heads, audio_len=audio_len)
+        _, w_dec = ours.decode(tokens, a, heads, audio_len=audio_len)
+    assert p.shape == (1, len(text))
+    torch.testing.assert_close(p[0].double(), p_ref, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(w, w_dec, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="below vocab"):
+        ours.score_tokens(tokens, a, 2, len(text) + 1, tok.eot)
+    with pytest.raises(ValueError, match="inside"):
+        ours.score_tokens(tokens, a, 0, 1, tok.eot)
+
+
 def test_alignment_head_weights_match_openai_hooks(models, rng):
     """The cross-attention weights of the alignment heads equal openai-whisper's (its QK hook)."""
     import whisper.model as wm
@@ -164,3 +192,24 @@ def test_tokenizer_special_tokens_come_from_the_file(models):
     ref = wt.get_tokenizer(False)
     for text in (" Hello world, it's 1999!", " naïve café — [Chorus]"):
         assert tok.encode(text) == ref.encode(text)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_encoder_and_token_scores_on_gpu_match_cpu(models, rng):
+    """The (B, N, H, D) attention views and score_tokens on CUDA (sonicore's CUDA/Triton
+    attention) give the CPU numbers."""
+    import copy
+    _, dims, ours, tok, heads = models
+    gpu = copy.deepcopy(ours).cuda()
+    mel = torch.from_numpy(rng.standard_normal((1, dims.n_mels, 3000)).astype(np.float32)) * 0.5
+    text = tok.encode(" " + " ".join(rng.choice(["seven", "lyric", "chorus", "la"], size=13)))
+    tokens = torch.tensor([[tok.sot, tok.no_timestamps] + text + [tok.eot]])
+    audio_len = int(rng.integers(1, dims.n_audio_ctx + 1))
+    with torch.no_grad():
+        a = ours.encode(mel)
+        p, w = ours.score_tokens(tokens, a, 2, len(text), tok.eot, heads, audio_len=audio_len)
+        a_g = gpu.encode(mel.cuda())
+        p_g, w_g = gpu.score_tokens(tokens.cuda(), a_g, 2, len(text), tok.eot, heads, audio_len=audio_len)
+    assert _rel(a_g.cpu(), a) < 1e-3
+    torch.testing.assert_close(p_g.cpu(), p, rtol=1e-2, atol=1e-4)
+    torch.testing.assert_close(w_g.cpu(), w, rtol=1e-2, atol=1e-4)

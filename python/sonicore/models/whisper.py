@@ -35,19 +35,22 @@ def _sonicore_attention_ops():
 _OPS = _sonicore_attention_ops()
 
 
+# Tensors here are (B, N, H, D) ("bnhd"): the head split of a projection's output is a free
+# view, and the attention output reshapes to (B, N, H*D) without a copy.
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
-    """softmax(q k^T / sqrt(D)) v for q (B,H,N,D), k/v (B,H,M,D) -> (B,H,N,D)."""
+    """softmax(q k^T / sqrt(D)) v for q (B,N,H,D), k/v (B,M,H,D) -> (B,N,H,D)."""
     if _OPS is not None:
-        return _OPS[0](q, k, v, causal=causal)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return _OPS[0](q, k, v, causal=causal, layout="bnhd")
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
+    return out.transpose(1, 2)
 
 
 def attention_probs(q: torch.Tensor, k: torch.Tensor, heads: Sequence[int]) -> torch.Tensor:
-    """Softmax weights of the chosen heads: q (B,H,N,D), k (B,H,M,D) -> (B,len(heads),N,M) float32."""
+    """Softmax weights of the chosen heads: q (B,N,H,D), k (B,M,H,D) -> (B,len(heads),N,M) float32."""
     if _OPS is not None:
-        return _OPS[1](q, k, heads=list(heads), scale=q.shape[-1] ** -0.5)
+        return _OPS[1](q, k, heads=list(heads), scale=q.shape[-1] ** -0.5, layout="bnhd")
     idx = torch.as_tensor(list(heads), dtype=torch.long, device=q.device)
-    qh, kh = q.index_select(1, idx).float(), k.index_select(1, idx).float()
+    qh, kh = q.index_select(2, idx).transpose(1, 2).float(), k.index_select(2, idx).transpose(1, 2).float()
     return torch.softmax((qh @ kh.transpose(-1, -2)) * q.shape[-1] ** -0.5, dim=-1)
 
 
@@ -84,8 +87,8 @@ class _SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, causal: bool) -> torch.Tensor:
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        return self.out(attention(q, k, v, causal=causal).transpose(1, 2).reshape(b, n, d))
+        qkv = self.qkv(x).view(b, n, 3, self.h, d // self.h)
+        return self.out(attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], causal=causal).reshape(b, n, d))
 
 
 class _CrossAttention(nn.Module):
@@ -98,20 +101,20 @@ class _CrossAttention(nn.Module):
 
     def project_kv(self, xa: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         b, m, d = xa.shape
-        k, v = self.kv(xa).view(b, m, 2, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        return k, v
+        kv = self.kv(xa).view(b, m, 2, self.h, d // self.h)
+        return kv[:, :, 0], kv[:, :, 1]
 
     def forward(self, x, kv, heads: Optional[Sequence[int]], audio_len: Optional[int] = None):
         b, n, d = x.shape
-        q = self.q(x).view(b, n, self.h, d // self.h).transpose(1, 2)
+        q = self.q(x).view(b, n, self.h, d // self.h)
         k, v = kv
-        out = self.out(attention(q, k, v).transpose(1, 2).reshape(b, n, d))
+        out = self.out(attention(q, k, v).reshape(b, n, d))
         probs = None
         if heads:
             # The weights are read over the real audio positions only (softmax over them), as
             # openai-whisper's timing code does for a window that is shorter than 30 s.
-            kk = k if audio_len is None else k[:, :, :audio_len].contiguous()
-            probs = attention_probs(q.contiguous(), kk, heads)
+            kk = k if audio_len is None else k[:, :audio_len]
+            probs = attention_probs(q, kk, heads)
         return out, probs
 
 
@@ -227,6 +230,54 @@ class Whisper(nn.Module):
         audio_len: the weights are a softmax over the first audio_len positions only (default all).
         With need_logits=False the layers above the last alignment head are skipped.
         """
+        x, weights = self._decode_hidden(tokens, audio, alignment_heads, need_logits, audio_len)
+        logits = (self.decoder.norm(x) @ self.decoder.embed.weight.t()).float() if need_logits else None
+        return logits, weights
+
+    def score_tokens(self, tokens: torch.Tensor, audio: torch.Tensor, first: int, count: int, vocab: int,
+                     alignment_heads: Sequence[Tuple[int, int]] = (), audio_len: Optional[int] = None):
+        """Teacher-forced probabilities of tokens[:, first:first + count] and the alignment weights.
+
+        tokens (B, T) int64, audio (B, n_audio_ctx, D); 1 <= first, first + count <= T;
+        vocab: the softmax runs over token ids [0, vocab) only (e.g. the text tokens below
+        <|endoftext|>); every scored token must lie below it.
+        Returns (probabilities (B, count) float32, weights as :meth:`decode` gives them).
+        Same numbers as softmax(decode(...) logits[:, :, :vocab]) at the scored tokens, without
+        building the (T, n_vocab) probability table: one log-sum-exp over the logits instead.
+        """
+        hidden, weights = self.decode_hidden(tokens, audio, alignment_heads, audio_len)
+        return self.token_probabilities(hidden, tokens, first, count, vocab), weights
+
+    def decode_hidden(self, tokens: torch.Tensor, audio: torch.Tensor,
+                      alignment_heads: Sequence[Tuple[int, int]] = (), audio_len: Optional[int] = None):
+        """Teacher-forced decoder pass without the vocabulary projection.
+
+        Returns (hidden (B, T, D): the last layer's output before the final norm, weights as
+        :meth:`decode` gives them); :meth:`token_probabilities` turns rows of it into
+        probabilities, so a caller pays the (rows x n_vocab) projection only where it needs it.
+        """
+        return self._decode_hidden(tokens, audio, alignment_heads, True, audio_len)
+
+    def token_probabilities(self, hidden: torch.Tensor, tokens: torch.Tensor, first: int, count: int,
+                            vocab: int) -> torch.Tensor:
+        """Probabilities (B, count) float32 of tokens[:, first:first + count] given hidden (B, T, D)
+        from :meth:`decode_hidden` of the same tokens, softmax over token ids [0, vocab)."""
+        if not (1 <= first and 0 <= count and first + count <= tokens.shape[1] == hidden.shape[1]):
+            raise ValueError(f"first={first}, count={count} must select tokens inside [1, {tokens.shape[1]}) "
+                             f"of hidden states for {hidden.shape[1]} tokens")
+        if not 1 <= vocab <= self.config.n_vocab:
+            raise ValueError(f"vocab must lie in [1, {self.config.n_vocab}], got {vocab}")
+        targets = tokens[:, first:first + count]
+        if targets.numel() and int(targets.max()) >= vocab:
+            raise ValueError(f"scored token ids must lie below vocab={vocab}, got {int(targets.max())}")
+        # The token at position t is predicted by the hidden state at t - 1.
+        h = self.decoder.norm(hidden[:, first - 1:first - 1 + count])
+        logits = h @ self.decoder.embed.weight[:vocab].t()
+        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return torch.exp(picked - torch.logsumexp(logits, dim=-1)).float()
+
+    def _decode_hidden(self, tokens, audio, alignment_heads, all_layers: bool, audio_len):
+        """(last hidden states (B, T, D) before the final norm, alignment weights or None)."""
         c = self.config
         if tokens.dim() != 2 or tokens.shape[1] > c.n_text_ctx:
             raise ValueError(f"decode expects tokens (B, T) with T <= {c.n_text_ctx}, got {list(tokens.shape)}")
@@ -241,7 +292,7 @@ class Whisper(nn.Module):
                 raise ValueError(f"alignment head ({l}, {h}) does not exist in a decoder with "
                                  f"{c.n_text_layer} layers of {c.n_text_head} heads")
             per_layer.setdefault(l, []).append(h)
-        last = c.n_text_layer if need_logits else (max(per_layer) + 1 if per_layer else 0)
+        last = c.n_text_layer if all_layers else (max(per_layer) + 1 if per_layer else 0)
         x = d.embed(tokens) + d.pos[: tokens.shape[1]]
         collected = {}
         for i, layer in enumerate(d.layers[:last]):
@@ -249,11 +300,8 @@ class Whisper(nn.Module):
             if probs is not None:
                 for j, h in enumerate(per_layer[i]):
                     collected[(i, h)] = probs[:, j]
-        logits = None
-        if need_logits:
-            logits = (d.norm(x) @ d.embed.weight.t()).float()
         weights = torch.stack([collected[(l, h)] for l, h in alignment_heads], 1) if alignment_heads else None
-        return logits, weights
+        return x, weights
 
 
 # --------------------------------------------------------------------------- tokenizer

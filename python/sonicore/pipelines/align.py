@@ -432,25 +432,31 @@ class Aligner:
 
     # ---------------------------------------------------------------- one window
     @torch.inference_mode()
-    def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec], open_end: bool = False):
+    def _align_window(self, mel: torch.Tensor, n_frames: int, words: Sequence[_WordSpec], open_end: bool = False,
+                      scored=None):
         """mel (n_mels, 3000) of one window with n_frames real frames; returns per word
         (start_s, end_s, probability, complete, anchor_s) relative to the window start; anchor_s
         is where the word's attention peaks (see _anchor_peaks). open_end lets
         the DTW path stop before the last word (the window may hold only the first words);
-        complete is False for words the path did not finish."""
+        complete is False for words the path did not finish.
+
+        scored: optional callable, given the (start_s, end_s, complete) list, returning how many
+        leading words need a probability; the others get NaN. The vocabulary projection behind
+        a probability costs as much as the rest of the decoder, and a window given more text
+        than it holds keeps only its first words."""
         tok = self.tokenizer
         text_tokens = [t for w in words for t in w.tokens]
         seq = self.sot_sequence + [tok.no_timestamps] + text_tokens + [tok.eot]
         tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
         n_pos = max(1, min(self.model.config.n_audio_ctx, n_frames // 2))
         audio_features = self.model.encode(mel[None].to(self.device))
-        logits, w = self.model.decode(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         ns = len(self.sot_sequence)
-        probs = logits[0, ns:ns + len(text_tokens), :tok.eot].float().softmax(-1)
-        token_p = probs[torch.arange(len(text_tokens)), torch.tensor(text_tokens)].cpu().numpy()
+        hidden, w = self.model.decode_hidden(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         w = w[0]  # (heads, T, n_pos), softmax over the window's real positions
-        std, mean = torch.std_mean(w, dim=-2, keepdim=True, unbiased=False)
-        w = (w - mean) / std.clamp_min(1e-8)
+        # z-score along tokens, written out: torch.std_mean reduces across the strided token
+        # axis about four times slower than these passes along contiguous rows.
+        w = w - w.mean(-2, keepdim=True)
+        w = w / (w * w).mean(-2, keepdim=True).sqrt_().clamp_min_(1e-8)
         from ..ops.align import dtw, median_filter
         w = median_filter(w.float().contiguous(), MEDIAN_WIDTH)
         matrix = w.mean(0)[ns:-1]  # rows: no-timestamps (emits text token 0) ... last text token (emits eot)
@@ -468,6 +474,17 @@ class Aligner:
         mat = matrix.float().cpu().numpy()
         spans = _trim_long_spans(spans, mat, bounds)
         peaks = _anchor_peaks(mat, bounds)
+        n_scored = len(words)
+        if scored is not None:
+            n_scored = max(0, min(len(words), int(scored(
+                [(a * SECONDS_PER_POSITION, b * SECONDS_PER_POSITION, bool(bounds[k + 1] < reached))
+                 for k, (a, b) in enumerate(spans)]))))
+        token_p = np.full(len(text_tokens), np.nan)
+        if n_scored:
+            # Text tokens sit after [sot..., no-timestamps]; their probabilities are a softmax over
+            # the text vocabulary (ids below <|endoftext|>), as openai-whisper's timing code takes them.
+            token_p[:bounds[n_scored]] = self.model.token_probabilities(
+                hidden, tokens, ns + 1, int(bounds[n_scored]), tok.eot)[0].cpu().numpy()
         out = []
         for k, spec in enumerate(words):
             p = float(token_p[bounds[k]:bounds[k + 1]].mean())
@@ -511,6 +528,7 @@ class Aligner:
         keep_pause = int(_PAUSE_KEEP_S * 100)
         w0, f0 = 0, 0                                   # next word, window start (mel frame)
         rate = None                                     # tokens per second seen so far
+        prior_rate = sum(len(x.tokens) for x in specs) / max(duration, 1.0)
         try:
             while w0 < len(specs):
                 for a, b in pauses:                     # never start a window deep inside a pause
@@ -529,8 +547,13 @@ class Aligner:
                 n_frames = end - f0
                 last = tail or (not cut and end == total)
                 budget = max_tokens
-                if not last and rate is not None:
-                    budget = min(max_tokens, int(rate * n_frames / 100 * 1.5) + 24)
+                if not last:
+                    # Before any window has measured the speaking rate, twice the text's mean rate
+                    # over the whole clip: enough for a locally denser passage, and the decoder
+                    # (and its logits) need not run over the whole text context. A window given
+                    # too few words only keeps fewer; the next one starts after them.
+                    budget = min(max_tokens, int(rate * n_frames / 100 * 1.5) + 24 if rate is not None
+                                 else int(prior_rate * n_frames / 100 * 2.0) + 32)
                 cand, used = [], 0
                 for spec in specs[w0:]:
                     if cand and used + len(spec.tokens) > budget:
@@ -540,19 +563,28 @@ class Aligner:
                 if last and w0 + len(cand) < len(specs):
                     raise ValueError(f"the last {(total - f0) / 100:.1f} s of audio would have to hold "
                                      f"{len(specs) - w0} more words; the text is far longer than the audio")
-                times = self._align_window(mel[:, f0:f0 + win], n_frames, cand, open_end=not last)
+                limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
+                # Before a pause, words the path squeezed into the pause itself belong after it.
+                start_limit = (n_frames - keep_pause) / 100.0 + 0.1 if cut else limit
+
+                def finished(times):
+                    """Words the window can keep: finished by the path, ending before the margin."""
+                    k = 0
+                    while (k < len(times) and times[k][2] and times[k][1] <= limit
+                           and times[k][0] - self.onset_shift < start_limit):
+                        k += 1
+                    return k
+
+                # Probabilities are needed for the words the window may keep and the run of
+                # eight after each that the absent-text test below reads.
+                times = self._align_window(mel[:, f0:f0 + win], n_frames, cand, open_end=not last,
+                                           scored=None if last else lambda t: finished(t) + _ABSENT_RUN)
                 t0 = f0 / 100.0
                 absent = misplaced = None
                 if last:
                     keep = len(cand)
                 else:
-                    limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
-                    # Before a pause, words the path squeezed into the pause itself belong after it.
-                    start_limit = (n_frames - keep_pause) / 100.0 + 0.1 if cut else limit
-                    keep = 0
-                    while (keep < len(cand) and times[keep][3] and times[keep][1] <= limit
-                           and times[keep][0] - self.onset_shift < start_limit):
-                        keep += 1
+                    keep = finished([(a, b, c) for a, b, _, c, _ in times])
                     # Words the audio does not support get a near-zero teacher-forced probability
                     # (an instrumental stretch, or text that comes later): the window keeps only
                     # the words before the first such run of eight (starting on an unlikely word).
