@@ -156,13 +156,27 @@ def _ref_model(cfg: BigVGANConfig, rng):
                   "activation": cfg.activation, "snake_logscale": cfg.snake_logscale,
                   "use_tanh_at_final": cfg.use_tanh_at_final, "use_bias_at_final": cfg.use_bias_at_final,
                   "sampling_rate": cfg.sampling_rate})
-    ref = RefBigVGAN(h, use_cuda_kernel=False).eval()
+    # Built on the meta device and filled here (its own random init of ~120M weights is slow):
+    # weights N(0, 0.01) as its init_weights, weight-norm magnitudes around the direction norms,
+    # non-trivial Snake parameters, and the low-pass filters from the package's own function.
+    with torch.device("meta"):
+        ref = RefBigVGAN(h, use_cuda_kernel=False)
+    ref = ref.to_empty(device="cpu").eval()
+    filt = kaiser_sinc_filter1d(0.25, 0.3, AA_TAPS)
     with torch.no_grad():
-        for name, p in ref.named_parameters():
+        params = dict(ref.named_parameters())
+        for name, p in params.items():
             if name.endswith(("alpha", "beta")):
                 p.copy_(torch.randn(p.shape) * 0.3 if cfg.snake_logscale else 1 + 0.3 * torch.rand(p.shape))
-            elif name.endswith("bias"):
-                p.copy_(torch.randn(p.shape) * 0.01)
+            elif name.endswith(("bias", "weight_v")):
+                p.normal_(0, 0.01)
+        for name, p in params.items():
+            if name.endswith("weight_g"):
+                v = params[name[:-1] + "v"]
+                p.copy_(v.flatten(1).norm(dim=1).view_as(p) * (0.8 + 0.4 * torch.rand(p.shape)))
+        for name, b in ref.named_buffers():
+            assert name.endswith("filter"), name
+            b.copy_(filt)
     return ref, h
 
 
@@ -274,3 +288,26 @@ def test_latents_to_waveform_checks_sample_rates(rng):
     voc_bins = BigVGAN(_small_cfg(num_mels=128, sampling_rate=16000))
     with pytest.raises(ValueError, match="128 mel bins"):
         latents_to_waveform(net, vae, voc_bins, z)
+
+
+@needs_bigvgan
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_generator_cuda_matches_bigvgan_package(rng, dtype):
+    """On the GPU: cuDNN convolutions + the Triton anti-aliased Snake, against the package on the GPU in
+    float32; bf16 is judged by the package's own bf16 error (ours at most 2x + a small floor)."""
+    cfg = PRESETS["bigvgan_v2_44khz_128band_512x"]
+    ref, _ = _ref_model(cfg, rng)
+    ours = load_vocoder({"generator": ref.state_dict()}, dtype=dtype, device="cuda")
+    ref = ref.cuda()
+    mel = (_t(rng, 2, cfg.num_mels, 37) - 3).cuda()
+    with torch.no_grad():
+        want = ref(mel).double()
+        ref_low = ref.to(dtype)(mel.to(dtype)).double() if dtype != torch.float32 else want
+    got = ours(mel).double()
+    scale = want.abs().max().item()
+    if dtype == torch.float32:
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * scale)
+    else:
+        ref_err = (ref_low - want).abs().max().item()
+        assert (got - want).abs().max().item() <= 2 * ref_err + 1e-3 * scale
