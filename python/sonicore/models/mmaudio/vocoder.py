@@ -354,6 +354,7 @@ def load_vocoder(source, config: Union[None, str, Mapping, BigVGANConfig] = None
     a preset name ('bigvgan_v2_44khz_128band_512x', 'maa2_bigvgan_16k'), a config file, a dict of the
     config.json fields, or a BigVGANConfig. A checkpoint that is not a BigVGAN generator, is truncated
     or does not match the config raises VocoderCheckpointError (a ValueError) naming the tensor.
+    dtype: of the convolution weights (float32, or float16/bfloat16 for a GPU); device: where to put it.
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -418,4 +419,9 @@ def load_vocoder(source, config: Union[None, str, Mapping, BigVGANConfig] = None
     bad = [n for n, t in model.state_dict().items() if not all(math.isfinite(v) for v in torch.aminmax(t))]
     if bad:
         raise VocoderCheckpointError(f"the checkpoint holds NaN or infinite values (first: {bad[0]})")
-    return model.to(device=device, dtype=dtype).eval()
+    # Only the convolutions take `dtype`: the Snake parameters and the 12-tap filters stay float32
+    # (the fused kernels compute in float32 whatever the signal's dtype).
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+            m.to(dtype)
+    return model.to(device=device).eval()
