@@ -66,6 +66,8 @@ class BigVGANConfig:
             raise ValueError("upsample_rates and upsample_kernel_sizes must be non-empty and of equal length")
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes) or not self.resblock_kernel_sizes:
             raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes must be non-empty and of equal length")
+        if any(len(d) == 0 or min(d) < 1 for d in self.resblock_dilation_sizes):
+            raise ValueError("every residual block needs at least one dilation, each >= 1")
         if self.resblock not in ("1", "2"):
             raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
         if self.activation not in ("snake", "snakebeta"):
