@@ -3,6 +3,7 @@
 
 #include "bindings.h"
 #include "sonicore/nn.h"
+#include "sonicore/vocoder.h"
 
 namespace sonicore_py {
 
@@ -110,6 +111,27 @@ void bind_nn(py::module_& m) {
     py::gil_scoped_release nogil;
     sonicore::merge_heads_f32(op, B, H, N, hd, sb, sh, sn, tp, taps);
   }, "(B, H, N, hd) attention output -> (B, N, taps*H*hd).");
+
+  m.def("nn_aa_snake", [](py::array x, py::array alpha, py::array inv_beta, py::array up_filter,
+                          py::array down_filter, py::array out) {
+    auto bx = f32(x, "x", 3), bo = f32(out, "out", 3, true);
+    require(contiguous(bx) && contiguous(bo), "x and out must be contiguous (B, C, T) arrays");
+    const int64_t B = bx.shape[0], C = bx.shape[1], T = bx.shape[2];
+    require(C >= 1 && T >= 1, "x must have at least one channel and one sample");
+    require(bo.shape[0] == B && bo.shape[1] == C && bo.shape[2] == T, "out must have the shape of x");
+    auto ba = f32(alpha, "alpha", 1), bb = f32(inv_beta, "inv_beta", 1);
+    require(ba.shape[0] == C && bb.shape[0] == C, "alpha and inv_beta must have one entry per channel");
+    auto bu = f32(up_filter, "up_filter", 1), bd = f32(down_filter, "down_filter", 1);
+    require(bu.shape[0] == sonicore::kAASnakeTaps && bd.shape[0] == sonicore::kAASnakeTaps,
+            "the up/down filters must have 12 taps");
+    require(bx.ptr != bo.ptr, "out must not alias x");
+    sonicore::AASnakeArgs a{static_cast<const float*>(bx.ptr), static_cast<float*>(bo.ptr), B * C, T, C,
+                            static_cast<const float*>(ba.ptr), static_cast<const float*>(bb.ptr),
+                            static_cast<const float*>(bu.ptr), static_cast<const float*>(bd.ptr)};
+    py::gil_scoped_release nogil;
+    sonicore::aa_snake_f32(a);
+  }, "BigVGAN anti-aliased Snake: upsample x2, x + inv_beta*sin(alpha*x)^2, low-pass + downsample x2; "
+     "float32 (B, C, T).");
 }
 
 }  // namespace sonicore_py

@@ -17,6 +17,7 @@ _EXPORTS = {
     "flow_step": "flow_step",
     "dtw": "align", "median_filter": "align",
     "adaln_layernorm": "nn", "qk_norm_rope": "nn", "swiglu": "nn", "merge_heads": "nn",
+    "anti_aliased_snake": "vocoder", "kaiser_sinc_filter": "vocoder",
 }
 
 __all__ = sorted(_EXPORTS)

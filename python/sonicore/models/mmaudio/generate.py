@@ -1,4 +1,4 @@
-"""User-level sampling: features in, VAE latents out; long audio by overlapping chunks."""
+"""User-level sampling: features in, VAE latents out; long audio by overlapping chunks; latents -> waveform."""
 from __future__ import annotations
 
 import math
@@ -230,3 +230,32 @@ def generate_long(net: MMAudioNetwork, *, duration: float, clip_f=None, sync_f=N
         out[:, a:a + n] += z.float().cpu() * w
         weight[:, a:a + n] += w
     return out / weight.clamp_min(1e-6)
+
+
+def check_vocoder(net: MMAudioNetwork, vae, vocoder) -> None:
+    """Raises ValueError unless the network, the VAE and the vocoder work at one sample rate and the
+    vocoder reads the VAE's mel bins (16 kHz: v1-16.pth + Make-An-Audio 2's BigVGAN, 80 bins;
+    44.1 kHz: v1-44.pth + BigVGAN-v2 44 kHz 128-band 512x)."""
+    from .vae import check_compatible
+    check_compatible(net, vae)
+    sr = vocoder.sample_rate
+    if sr is None:
+        raise ValueError("the vocoder's sample rate is unknown: load it with a config that has sampling_rate")
+    if sr != net.cfg.sample_rate:
+        raise ValueError(f"the network and VAE make {net.cfg.sample_rate} Hz audio but the vocoder renders "
+                         f"{sr} Hz: use maa2_bigvgan_16k with the 16k networks and "
+                         "bigvgan_v2_44khz_128band_512x with the 44k ones")
+    if vocoder.num_mels != vae.data_dim:
+        raise ValueError(f"the VAE decodes {vae.data_dim}-bin mels but the vocoder reads {vocoder.num_mels} mel bins")
+
+
+@torch.no_grad()
+def latents_to_waveform(net: MMAudioNetwork, vae, vocoder, z: torch.Tensor) -> torch.Tensor:
+    """Sampler output (B, N, latent_dim), un-normalised (what generate() returns) -> waveform (B, S).
+
+    The VAE decodes the mel (B, n_mels, 2N); the BigVGAN vocoder (models.mmaudio.vocoder.load_vocoder)
+    renders S = 2N * hop samples at net.cfg.sample_rate Hz (hop 256 at 16 kHz, 512 at 44.1 kHz),
+    float32 in [-1, 1]. Sample rates and mel bins of the three parts are checked first."""
+    check_vocoder(net, vae, vocoder)
+    mel = vae.decode(z.transpose(1, 2))
+    return vocoder(mel)[:, 0].float()
