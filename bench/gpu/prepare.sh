@@ -9,7 +9,8 @@ rm -rf .gpu-carry && mkdir -p .gpu-carry/wheels
 python -m pip download -q -d .gpu-carry/wheels --no-deps --python-version 3.12 --implementation cp \
   --only-binary=:all: --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-  soundfile soxr librosa audioread pooch more-itertools decorator platformdirs cffi pycparser
+  soundfile soxr librosa audioread pooch more-itertools decorator platformdirs cffi pycparser \
+  bigvgan==2.4.1 open_clip_torch==3.3.0 ftfy wcwidth
 python -m pip download -q -d .gpu-carry/wheels --no-deps openai-whisper==20250625
 cp -r ../shared/goldens .gpu-carry/goldens  # the MMAudio parity goldens (13 MB)
 # A fallback cp312 wheel with sm_90 kernels, installed there only if building there fails.
