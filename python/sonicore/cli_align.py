@@ -22,7 +22,8 @@ def _cmd_align(args) -> int:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install matplotlib (or 'sonicore[plot]')") from None
-    aligner = Aligner.from_pretrained(args.model, language=args.language, device=args.device)
+    aligner = Aligner.from_pretrained(args.model, language=args.language, device=args.device,
+                                      encoder_precision=args.precision)
     progress = None if not args.quiet else False
     result = aligner.align(args.audio, text, progress=progress)
     result.save(out, word_level_lrc=not args.line_lrc)
@@ -48,6 +49,8 @@ def register(subparsers) -> None:
                                                       "(CTranslate2 dir, Hugging Face dir, openai .pt)")
     s.add_argument("--language", default=None, help="language code for multilingual models (e.g. de)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    s.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="the encoder's GEMMs: auto = bfloat16 on CPUs with AMX / AVX-512 BF16, else float32")
     s.add_argument("--line-lrc", action="store_true", help="write line-level LRC instead of enhanced word-level")
     s.add_argument("--plot", metavar="PNG", help="also draw the waveform with word boundaries (needs matplotlib)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")

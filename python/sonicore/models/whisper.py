@@ -205,12 +205,25 @@ class Whisper(nn.Module):
         model.load_state_dict(state, strict=True)
         return model.eval()
 
-    def encode(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel (B, n_mels, 2*n_audio_ctx) log-mel -> audio features (B, n_audio_ctx, n_audio_state)."""
+    def encode(self, mel: torch.Tensor, compute_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+        """mel (B, n_mels, 2*n_audio_ctx) log-mel -> audio features (B, n_audio_ctx, n_audio_state) float32.
+
+        compute_dtype: None (the weights' dtype, float32 for the parity checks) or torch.bfloat16:
+        the convolutions and linear layers then run in bfloat16 under CPU/CUDA autocast (bfloat16
+        operands, float32 accumulation) while the residual stream, layer norms and softmax stay
+        float32. On CPUs with AMX or AVX-512 BF16 the encoder's GEMMs run ~4x faster that way."""
         c = self.config
         if mel.dim() != 3 or mel.shape[1] != c.n_mels or mel.shape[2] != 2 * c.n_audio_ctx:
             raise ValueError(f"encode expects mel of shape (B, {c.n_mels}, {2 * c.n_audio_ctx}), "
                              f"got {list(mel.shape)}")
+        if compute_dtype is not None and compute_dtype != self.encoder.pos.dtype:
+            if compute_dtype != torch.bfloat16:
+                raise ValueError(f"compute_dtype must be None or torch.bfloat16, got {compute_dtype}")
+            with torch.autocast(mel.device.type, dtype=torch.bfloat16):
+                return self._encode(mel).float()
+        return self._encode(mel)
+
+    def _encode(self, mel: torch.Tensor) -> torch.Tensor:
         e = self.encoder
         x = F.gelu(e.conv1(mel))
         x = F.gelu(e.conv2(x)).transpose(1, 2)
