@@ -3,32 +3,20 @@ clip gives alone at its own lengths — through predict_flow, the sampler and th
 
 The reference for row b is the same network run on row b alone, unpadded, at the sequence lengths
 its duration gives (the path the goldens pin); random weights everywhere so no path hides."""
-import numpy as np
 import pytest
 import torch
 
 from sonicore.models import mmaudio
-from sonicore.models.mmaudio import MMAudioConfig, MMAudioNetwork
+from sonicore.models.mmaudio import MMAudioConfig
 from sonicore.models.mmaudio.sampler import sample_latent
+from test_mmaudio_network import random_state_dict
 
 TINY = dict(latent_dim=20, clip_dim=24, sync_dim=40, text_dim=36, hidden_dim=32, depth=3, fused_depth=1,
             num_heads=2, text_seq_len=5)
 
 
 def _random_net(cfg, gen):
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in MMAudioNetwork(cfg).state_dict().items()}
-    sd = {}
-    for k, s in shapes.items():
-        if k.endswith("norm.weight"):
-            sd[k] = 1 + 0.1 * torch.randn(s, generator=gen)
-        elif len(s) >= 2 and not k.startswith(("empty_", "latent_", "sync_pos")):
-            sd[k] = torch.randn(s, generator=gen) / np.sqrt(np.prod(s[1:]))
-        elif k == "latent_std":
-            sd[k] = 0.5 + torch.rand(s, generator=gen)
-        else:
-            sd[k] = 0.3 * torch.randn(s, generator=gen)
-    return mmaudio.load(sd)
+    return mmaudio.load(random_state_dict(cfg, gen))
 
 
 def _pad(rows, n):
