@@ -42,14 +42,25 @@ def flops(B, H, Nq, Nk, D, causal):
     return 4.0 * B * H * Nq * Nk * D / (2 if causal else 1)
 
 
-def min_time(fn, rounds):
+def min_time(fn, rounds, clock=time.perf_counter):
+    """Best of `rounds` calls after one warm-up; clock=time.thread_time measures CPU time."""
     fn()
     best = float("inf")
     for _ in range(rounds):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
+
+
+def cpu_case(name):
+    """(q, k, v, causal, flops) for a CPU_CASES entry, the same random data every run."""
+    B, H, Nq, Nk, D, causal = CPU_CASES[name]
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(B, H, Nq, D, generator=g)
+    k = torch.randn(B, H, Nk, D, generator=g)
+    v = torch.randn(B, H, Nk, D, generator=g)
+    return q, k, v, causal, flops(B, H, Nq, Nk, D, causal)
 
 
 @pytest.fixture(autouse=True)
@@ -64,12 +75,8 @@ def two_threads():
 
 @pytest.mark.parametrize("name", list(CPU_CASES))
 def test_cpu_attention_vs_sdpa(benchmark, name):
-    B, H, Nq, Nk, D, causal = CPU_CASES[name]
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(B, H, Nq, D, generator=g)
-    k = torch.randn(B, H, Nk, D, generator=g)
-    v = torch.randn(B, H, Nk, D, generator=g)
-    rounds = 3 if Nq >= 4096 else 15
+    q, k, v, causal, fl = cpu_case(name)
+    rounds = 3 if q.shape[2] >= 4096 else 15
     ours = lambda: attention(q, k, v, causal=causal, backend="cpu")
     sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
     # Interleave: SDPA before and after ours, keep the best of each (the machine is shared).
@@ -77,7 +84,6 @@ def test_cpu_attention_vs_sdpa(benchmark, name):
     benchmark.pedantic(ours, rounds=rounds, iterations=1, warmup_rounds=1)
     t_ours = benchmark.stats.stats.min
     t_sdpa = min(t_sdpa, min_time(sdpa, rounds))
-    fl = flops(B, H, Nq, Nk, D, causal)
     peak = PEAK_GFLOPS.get(_backend.C.cpu_isa())
     benchmark.extra_info.update({
         "sdpa_ms": round(t_sdpa * 1e3, 3), "ours_ms": round(t_ours * 1e3, 3),
@@ -89,36 +95,21 @@ def test_cpu_attention_vs_sdpa(benchmark, name):
           f"{fl / t_ours / 1e9:.1f} GFLOP/s (sdpa {fl / t_sdpa / 1e9:.1f}, peak {peak})")
 
 
-def min_cpu_time(fn, rounds):
-    fn()
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.thread_time()
-        fn()
-        best = min(best, time.thread_time() - t)
-    return best
-
-
 @pytest.mark.parametrize("name", list(CPU_CASES))
 def test_cpu_attention_vs_sdpa_one_thread_cpu_time(benchmark, name):
     """The same comparison on one thread, timed in thread CPU time: unlike wall time it does not
     move when other processes share the cores, so it is the stable number on a busy machine."""
     torch.set_num_threads(1)
     _backend.C.set_num_threads(1)
-    B, H, Nq, Nk, D, causal = CPU_CASES[name]
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(B, H, Nq, D, generator=g)
-    k = torch.randn(B, H, Nk, D, generator=g)
-    v = torch.randn(B, H, Nk, D, generator=g)
-    rounds = 2 if Nq >= 4096 else 9
+    q, k, v, causal, fl = cpu_case(name)
+    rounds = 2 if q.shape[2] >= 4096 else 9
     ours = lambda: attention(q, k, v, causal=causal, backend="cpu")
     sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    t_sdpa = min_cpu_time(sdpa, rounds)
-    t_ours = min_cpu_time(ours, rounds)
-    t_sdpa = min(t_sdpa, min_cpu_time(sdpa, rounds))
-    t_ours = min(t_ours, min_cpu_time(ours, rounds))
+    t_sdpa = min_time(sdpa, rounds, time.thread_time)
+    t_ours = min_time(ours, rounds, time.thread_time)
+    t_sdpa = min(t_sdpa, min_time(sdpa, rounds, time.thread_time))
+    t_ours = min(t_ours, min_time(ours, rounds, time.thread_time))
     benchmark.pedantic(ours, rounds=1, iterations=1)
-    fl = flops(B, H, Nq, Nk, D, causal)
     peak = PEAK_GFLOPS.get(_backend.C.cpu_isa())
     benchmark.extra_info.update({
         "sdpa_cpu_ms": round(t_sdpa * 1e3, 3), "ours_cpu_ms": round(t_ours * 1e3, 3),

@@ -65,8 +65,12 @@ cd /tmp  # import the installed package, not the source tree
 # 2. Every GPU test (CUDA + Triton on the real device), fresh random inputs, poisoned outputs.
 #    Only the files that hold GPU tests are run, so a CPU-only test module whose imports the
 #    image lacks cannot stop the run; a hung test is cut off by the phase timeout.
-files=$("$PY" -m pytest --collect-only -q -p no:cacheprovider -m "gpu or triton" \
-        --continue-on-collection-errors "$ROOT/tests" 2>/dev/null | grep "::" | cut -d: -f1 | sort -u | sed "s|^|$ROOT/|")
+# The files under $2 that hold items matching marker $1, as absolute paths.
+files_with() {
+  "$PY" -m pytest --collect-only -q -p no:cacheprovider -m "$1" --continue-on-collection-errors "$2" \
+    2>/dev/null | grep "::" | cut -d: -f1 | sort -u | sed "s|^|$ROOT/|"
+}
+files=$(files_with "gpu or triton" "$ROOT/tests")
 [ -n "$files" ] || { echo "no GPU tests collected"; status=1; }
 RESERVE=170; [ "${GPU_SKIP_BENCH:-0}" = 1 ] && RESERVE=10
 timeout $(left $RESERVE 300) "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" $files ${GPU_TEST_ARGS:-} \
@@ -77,8 +81,7 @@ echo "tests done: $(( $(date +%s) - t0 )) s"
 
 # 3. GPU benchmarks next to their peers in the same process (GPU_SKIP_BENCH=1: tests only).
 if [ "${GPU_SKIP_BENCH:-0}" = 1 ]; then echo "total: $(( $(date +%s) - t0 )) s, status $status"; exit $status; fi
-bfiles=$("$PY" -m pytest --collect-only -q -p no:cacheprovider -m gpu \
-        --continue-on-collection-errors "$ROOT/bench" 2>/dev/null | grep "::" | cut -d: -f1 | sort -u | sed "s|^|$ROOT/|")
+bfiles=$(files_with gpu "$ROOT/bench")
 timeout $(left 15 400) "$PY" -m pytest -q -p no:cacheprovider $bfiles -m gpu ${GPU_BENCH_ARGS:-} --benchmark-json="$OUT/bench.json" \
     --benchmark-min-rounds=5 --benchmark-max-time=0.5 -s > "$OUT/bench.txt" 2>&1 || status=1
 grep -vE "^\s*$" "$OUT/bench.txt" | grep -vE "^(-|Name|test_gpu)" | tail -60

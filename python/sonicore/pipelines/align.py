@@ -392,7 +392,6 @@ class Aligner:
         if encoder_precision == "auto":
             encoder_precision = "bfloat16" if self.device.type == "cpu" and _cpu_has_native_bf16() else "float32"
         self.encoder_precision = encoder_precision
-        self._encoder_dtype = torch.bfloat16 if encoder_precision == "bfloat16" else None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "tiny.en", language: Optional[str] = None,
@@ -469,7 +468,8 @@ class Aligner:
         seq = self.sot_sequence + [tok.no_timestamps] + text_tokens + [tok.eot]
         tokens = torch.tensor([seq], dtype=torch.long, device=self.device)
         n_pos = max(1, min(self.model.config.n_audio_ctx, n_frames // 2))
-        audio_features = self.model.encode(mel[None].to(self.device), self._encoder_dtype)
+        audio_features = self.model.encode(
+            mel[None].to(self.device), torch.bfloat16 if self.encoder_precision == "bfloat16" else None)
         ns = len(self.sot_sequence)
         hidden, w = self.model.decode_hidden(tokens, audio_features, self.alignment_heads, audio_len=n_pos)
         w = w[0]  # (heads, T, n_pos), softmax over the window's real positions
