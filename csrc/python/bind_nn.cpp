@@ -4,6 +4,7 @@
 #include "bindings.h"
 #include "sonicore/nn.h"
 #include "sonicore/vocoder.h"
+#include "sonicore/winograd.h"
 
 namespace sonicore_py {
 
@@ -132,6 +133,69 @@ void bind_nn(py::module_& m) {
     sonicore::aa_snake_f32(a);
   }, "BigVGAN anti-aliased Snake: upsample x2, x + inv_beta*sin(alpha*x)^2, low-pass + downsample x2; "
      "float32 (B, C, T).");
+  m.def("nn_winograd_input", [](py::array x, py::object lens, int64_t m_, int64_t r, py::array bt, py::array out) {
+    auto bx = f32(x, "x", 3), bb = f32(bt, "bt", 2), bo = f32(out, "out", 3, true);
+    require(m_ >= 1 && r >= 1 && r % 2 == 1 && m_ + r - 1 <= 16, "need m >= 1, an odd r and m + r - 1 <= 16");
+    const int64_t B = bx.shape[0], N = bx.shape[1], C = bx.shape[2], alpha = m_ + r - 1, T = (N + m_ - 1) / m_;
+    require(C >= 1, "x needs at least one channel");
+    require(bb.shape[0] == alpha && bb.shape[1] == alpha && contiguous(bb), "bt must be a contiguous (alpha, alpha) matrix");
+    require(contiguous(bo) && bo.shape[0] == alpha && bo.shape[1] == B * T && bo.shape[2] == C,
+            "out must be a contiguous (alpha, B*ceil(N/m), C) array");
+    const int64_t* lp = nullptr;
+    py::array_t<int64_t, py::array::c_style> la;
+    if (!lens.is_none()) {
+      la = py::array_t<int64_t, py::array::c_style>::ensure(lens);
+      require(la && la.ndim() == 1 && la.shape(0) == B, "lens must be a (B,) int64 array");
+      lp = la.data();
+    }
+    sonicore::WinogradInputArgs a{static_cast<const float*>(bx.ptr), B, N, C, el(bx, 0), el(bx, 1), lp, m_, r,
+                                  static_cast<const float*>(bb.ptr), static_cast<float*>(bo.ptr)};
+    py::gil_scoped_release nogil;
+    sonicore::winograd_input_f32(a);
+  }, "Winograd input transform: x (B, N, C) -> (alpha, B*ceil(N/m), C); frames >= lens[b] read as zero.");
+
+  m.def("nn_winograd_output", [](py::array M, int64_t N, int64_t m_, py::array at, py::object bias, int mode,
+                                 py::object res, py::object gate, py::array out) {
+    auto bm = f32(M, "M", 3), ba = f32(at, "at", 2), bo = f32(out, "out", 3, true);
+    require(contiguous(bm) && contiguous(ba), "M and at must be contiguous");
+    const int64_t alpha = bm.shape[0], C = bm.shape[2];
+    require(m_ >= 1 && alpha >= m_ && alpha <= 16 && ba.shape[0] == m_ && ba.shape[1] == alpha,
+            "at must be (m, alpha) with m <= alpha <= 16");
+    require(mode >= 0 && mode <= 2, "mode must be 0 (plain), 1 (gated) or 2 (swiglu)");
+    const int64_t B = bo.shape[0], T = (N + m_ - 1) / m_;
+    require(N >= 0 && bm.shape[1] == B * T, "M must be (alpha, B*ceil(N/m), C)");
+    const int64_t Cout = mode == 2 ? C / 2 : C;
+    require(mode != 2 || C % 2 == 0, "swiglu needs an even channel count");
+    require(bo.shape[1] == N && bo.shape[2] == Cout, "out must be (B, N, C) (C/2 for swiglu)");
+    const float* bp = nullptr;
+    py::buffer_info bb;
+    if (!bias.is_none()) {
+      bb = f32(bias.cast<py::array>(), "bias", 1);
+      require(bb.shape[0] == C, "bias must have one entry per channel of M");
+      bp = static_cast<const float*>(bb.ptr);
+    }
+    sonicore::WinogradOutputArgs a{static_cast<const float*>(bm.ptr), B, N, C, m_, alpha,
+                                   static_cast<const float*>(ba.ptr), bp,
+                                   static_cast<sonicore::WinogradEpilogue>(mode),
+                                   nullptr, 0, 0, nullptr, 0, 0,
+                                   static_cast<float*>(bo.ptr), el(bo, 0), el(bo, 1)};
+    py::buffer_info br, bg;
+    if (mode == 1) {
+      require(!res.is_none() && !gate.is_none(), "the gated epilogue needs res and gate");
+      br = f32(res.cast<py::array>(), "res", 3);
+      bg = f32(gate.cast<py::array>(), "gate", 3);
+      require(br.shape[0] == B && br.shape[1] == N && br.shape[2] == C, "res must be (B, N, C)");
+      require(bg.shape[0] == B && (bg.shape[1] == N || bg.shape[1] == 1) && bg.shape[2] == C,
+              "gate must be (B, N or 1, C)");
+      a.res = static_cast<const float*>(br.ptr); a.res_sb = el(br, 0); a.res_sn = el(br, 1);
+      a.gate = static_cast<const float*>(bg.ptr); a.gate_sb = el(bg, 0); a.gate_sn = el(bg, 1);
+      // out may alias res element for element (same strides), never partially.
+      require(br.ptr != bo.ptr || (a.res_sb == a.out_sb && a.res_sn == a.out_sn), "out may alias res only exactly");
+    }
+    py::gil_scoped_release nogil;
+    sonicore::winograd_output_f32(a);
+  }, "Winograd output transform (alpha, B*T, C) -> (B, N, C) + bias, with a plain, gated-residual or "
+     "SwiGLU epilogue.");
 }
 
 }  // namespace sonicore_py

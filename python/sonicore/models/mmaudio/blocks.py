@@ -74,6 +74,13 @@ class StreamBlock(nn.Module):
         if self.pre_only:
             return x
         _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
+        if self.taps > 1 and self.linear1.use_winograd(x):
+            # Winograd convolutions (float32 CPU): producers write plain (B, N, C) frames, the input
+            # transforms read zeros past each row's end, the gated residuals run in the output transforms.
+            lens = None if valid is None else valid.lens
+            x = self.linear1.winograd(nnops.merge_heads(o), lens=lens, residual=x, gate=gate_msa)
+            h = nnops.adaln_layernorm(x, shift_mlp, scale_mlp)
+            return self.ffn.winograd(h, lens=lens, residual=x, gate=gate_mlp)
         if valid is not None and self.taps > 1:
             k = self.taps
             x = torch.addcmul(x, self.linear1(valid.mask_taps(nnops.merge_heads(o, taps=k), k), tapped=True),

@@ -16,6 +16,33 @@ import torch
 from torch import nn
 
 from ...ops import nn as nnops
+from ...ops import winograd as wg
+
+# Convolution algorithm for float32 kernel-3 convolutions: "auto" (Winograd F(4, 3) on the CPU, the
+# im2col GEMM elsewhere), "winograd" (everywhere, float32), "im2col" (never Winograd). Set per network
+# with MMAudioNetwork.set_conv_algorithm; modules read it from this class attribute unless overridden.
+CONV_ALGORITHMS = ("auto", "winograd", "im2col")
+# Outputs per Winograd tile for each kernel size: F(4, 3) (GEMM work 1.5/3 of im2col) and F(2, 7)
+# (4/7), the largest tiles whose float32 error stays ~2e-6 of the output scale (F(4, 7): 1.2e-5).
+WINOGRAD_TILE = {3: 4, 7: 2}
+
+
+def _winograd_ok(module, x: torch.Tensor, k: int) -> bool:
+    algo = module.conv_algorithm
+    if algo == "im2col" or k not in WINOGRAD_TILE or x.dtype != torch.float32:
+        return False
+    return algo == "winograd" or x.device.type == "cpu"
+
+
+def _winograd_cached(module, params, build):
+    """Transformed weights of `params`, rebuilt when any of them changes (storage, version, dtype, device)."""
+    key = tuple((p.data_ptr(), p._version, p.dtype, p.device, tuple(p.shape)) for p in params)
+    cache = module.__dict__.get("_winograd_cache")
+    if cache is None or cache[0] != key:
+        with torch.no_grad():
+            cache = (key, build())
+        module.__dict__["_winograd_cache"] = cache
+    return cache[1]
 
 
 def _repack_(*params: nn.Parameter) -> None:
@@ -104,12 +131,32 @@ class ChannelLastConv1d(nn.Module):
         self.weight = nn.Parameter(torch.empty(kernel_size, in_dim, out_dim).permute(2, 1, 0))
         self.bias = nn.Parameter(torch.zeros(out_dim)) if bias else None
 
+    conv_algorithm = "auto"
+
     def forward(self, x: torch.Tensor, tapped: bool = False) -> torch.Tensor:
         """x: (B, N, in) or, with tapped=True, already in the (B, N, k*in) im2col layout."""
         ensure_packed(self.weight)
         if not tapped:
+            if self.use_winograd(x):
+                return self.winograd(x)
             x = nnops.taps_layout(x, self.kernel_size)
         return _gemm(x, _matrix([self.weight]), self.bias)
+
+    def use_winograd(self, x: torch.Tensor) -> bool:
+        return _winograd_ok(self, x, self.kernel_size)
+
+    def winograd(self, x: torch.Tensor, lens=None, residual=None, gate=None) -> torch.Tensor:
+        """The convolution of (B, N, in) x by Winograd F(WINOGRAD_TILE[k], k) (see ops/winograd.py): frames past
+        lens[b] read as zero; with residual and gate, returns residual + gate * conv(x)."""
+        plan = wg.winograd_plan(self.kernel_size, WINOGRAD_TILE[self.kernel_size])
+        v = _winograd_cached(self, [self.weight], lambda: wg.winograd_weight(self.taps_weight(), plan))
+        u = wg.winograd_input(x, plan, lens=lens)
+        return wg.winograd_output(torch.bmm(u, v), x.shape[1], plan, bias=self.bias, residual=residual, gate=gate)
+
+    def taps_weight(self) -> torch.Tensor:
+        """The weight as (k, in, out) taps (a view of the packed storage)."""
+        ensure_packed(self.weight)
+        return self.weight.permute(2, 1, 0)
 
 
 class _W(nn.Module):
@@ -139,12 +186,16 @@ class GatedFeedForward(nn.Module):
         ensure_packed(self.w1.weight, self.w3.weight)
         ensure_packed(self.w2.weight)
 
+    conv_algorithm = "auto"
+
     def forward(self, x: torch.Tensor, tapped: bool = False, valid=None) -> torch.Tensor:
         """x: (B, N, dim) (or (B, dim)) or, with tapped=True, already in the (B, N, k*dim) im2col layout
         (then already masked when valid is given). valid: optional ValidFrames of a padded batch
         (convolutional FFNs only): both convolutions read zeros past each row's end, as a clip of its
         own length would."""
         self.pack()
+        if not tapped and self.kernel_size is not None and self.use_winograd(x):
+            return self.winograd(x, lens=None if valid is None else valid.lens)
         w13 = _matrix([self.w1.weight, self.w3.weight])
         w2 = _matrix([self.w2.weight])
         if self.kernel_size is None:
@@ -159,6 +210,27 @@ class GatedFeedForward(nn.Module):
                 x = valid.mask_taps(x, k)
         h = nnops.swiglu(_gemm(x, w13), taps=k)
         return _gemm(h if valid is None else valid.mask_taps(h, k), w2)
+
+
+    def use_winograd(self, x: torch.Tensor) -> bool:
+        return self.kernel_size is not None and _winograd_ok(self, x, self.kernel_size)
+
+    def winograd(self, x: torch.Tensor, lens=None, residual=None, gate=None) -> torch.Tensor:
+        """The convolutional FFN on (B, N, dim) x by Winograd F(WINOGRAD_TILE[k], k): the SwiGLU runs in the output
+        transform of the first convolution; frames past lens[b] read as zero in both convolutions;
+        with residual and gate, returns residual + gate * ffn(x)."""
+        self.pack()
+        k = self.kernel_size
+        plan = wg.winograd_plan(k, WINOGRAD_TILE[k])
+
+        def build():
+            w13 = _matrix([self.w1.weight, self.w3.weight]).view(k, -1, 2 * self.hidden)
+            return wg.winograd_weight(w13, plan), wg.winograd_weight(_matrix([self.w2.weight]).view(k, self.hidden, -1), plan)
+        v13, v2 = _winograd_cached(self, [self.w1.weight, self.w3.weight, self.w2.weight], build)
+        n = x.shape[1]
+        s = wg.winograd_output(torch.bmm(wg.winograd_input(x, plan, lens=lens), v13), n, plan, swiglu=True)
+        return wg.winograd_output(torch.bmm(wg.winograd_input(s, plan, lens=lens), v2), n, plan,
+                                  residual=residual, gate=gate)
 
 
 class ValidFrames:

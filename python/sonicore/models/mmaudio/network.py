@@ -13,6 +13,7 @@ Sequence lengths come from the inputs: any duration works, RoPE tables are rebui
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Dict, Optional
 
 import torch
@@ -23,7 +24,7 @@ from .blocks import FinalLayer, FusedBlock, JointBlock
 from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
 from .embeddings import TimestepEmbedder
 from ...ops import nn as nnops
-from .layers import ChannelLastConv1d, GatedFeedForward, ValidFrames, _matrix, ensure_packed, ensure_packed_bias
+from .layers import CONV_ALGORITHMS, ChannelLastConv1d, GatedFeedForward, ValidFrames, _matrix, ensure_packed, ensure_packed_bias
 from .rope import rope_table
 
 
@@ -156,6 +157,7 @@ class MMAudioNetwork(nn.Module):
         self.latent_std = nn.Parameter(torch.ones(1, 1, cfg.latent_dim))
         self._rope_cache: Dict[tuple, tuple] = {}
         self._rows_cache = None
+        self._workspaces: Dict[int, dict] = {}  # thread id -> reusable buffers (see _workspace)
         # When a dict, predict_flow stores its intermediate activations there (parity checks).
         self.record: Optional[Dict[str, torch.Tensor]] = None
 
@@ -171,6 +173,7 @@ class MMAudioNetwork(nn.Module):
     def _apply(self, fn, recurse=True):
         self._rope_cache = {}
         self._rows_cache = None
+        self._workspaces = {}
         return super()._apply(fn, recurse)
 
     def rope_tables(self, latent_len: int, clip_len: int):
@@ -393,6 +396,14 @@ class MMAudioNetwork(nn.Module):
         self._rows_cache = (key, result)
         return result
 
+    def _workspace(self, name: str, shape, like: torch.Tensor) -> torch.Tensor:
+        """A buffer reused across evaluations by this thread (it must not outlive one evaluation)."""
+        ws = self._workspaces.setdefault(threading.get_ident(), {})
+        buf = ws.get(name)
+        if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != like.dtype or buf.device != like.device:
+            buf = ws[name] = like.new_empty(shape)
+        return buf
+
     def _modulations(self, global_c: torch.Tensor, sync_f: torch.Tensor):
         """Every block's adaLN modulation in two GEMMs: the per-token ones on silu(global_c + sync_f)
         (B, N, D), the global ones on silu(global_c) (B, 1, D). Their weights live side by side in one
@@ -420,7 +431,12 @@ class MMAudioNetwork(nn.Module):
                     rows, inverse = distinct
                     flat = sync_f.reshape(B * N, D)[rows]
                     c = F.silu(flat + global_c.reshape(B, D)[rows // N])
-                    m = torch.addmm(bias, c, _matrix(weights))[inverse].view(B, N, -1)
+                    small = torch.addmm(bias, c, _matrix(weights))
+                    # The gathered result is large (B*N rows of every block's 6D): a fresh allocation of
+                    # that size is mmapped by malloc and page-faulted on every call (~20 ms per 43 MB
+                    # here), so it lands in a buffer kept per thread and reused by the next evaluation.
+                    m = torch.index_select(small, 0, inverse, out=self._workspace("modulation", (B * N, small.shape[1]),
+                                                                                  small)).view(B, N, -1)
             out.append(list(m.split([lin.weight.shape[0] for lin in lins], dim=-1)))
         return out
 
@@ -446,6 +462,18 @@ class MMAudioNetwork(nn.Module):
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """VAE latent (B, N, C) -> the network's normalised space."""
         return (x - self.latent_mean) / self.latent_std
+
+    def set_conv_algorithm(self, algorithm: str) -> "MMAudioNetwork":
+        """How the kernel-3 convolutions run: "auto" (default: Winograd F(4, 3) for float32 on the
+        CPU, about half the GEMM work of the im2col GEMM, within ~1e-6 relative of it; the im2col GEMM
+        elsewhere), "winograd" (float32 on any device, transforms in torch off the CPU) or "im2col"."""
+        if algorithm not in CONV_ALGORITHMS:
+            raise ValueError(f"conv algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
+        for m in self.modules():
+            if isinstance(m, (ChannelLastConv1d, GatedFeedForward)):
+                m.conv_algorithm = algorithm
+                m.__dict__.pop("_winograd_cache", None)  # frees transformed weights not needed any more
+        return self
 
     def prepare(self) -> "MMAudioNetwork":
         """Packs the weights for the GEMMs (see layers.py); forwards also do it lazily when needed."""
