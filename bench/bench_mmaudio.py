@@ -6,7 +6,7 @@ batch 2 (cond + uncond: the same latent twice, random conditions and the learned
 GPU (skipped without one): large_44k shapes, bf16, 8 s, the whole 25-step CFG sampling loop.
 
     PYTHONPATH=python:tests python -m pytest bench/bench_mmaudio.py --benchmark-only   # pytest-benchmark
-    PYTHONPATH=python:tests python bench/bench_mmaudio.py [--rounds 5]                  # interleaved ratio table
+    PYTHONPATH=python:tests python bench/bench_mmaudio.py [--rounds 5] [--conv im2col]  # interleaved ratio table
 """
 from __future__ import annotations
 
@@ -61,8 +61,9 @@ def build(variant, dtype, device, seconds=8.0, batch=2):
     return cfg, L, ours, ref, inp
 
 
-def cpu_eval_pair(variant="small_16k", threads=THREADS):
-    """(ours(), reference()) closures for one network evaluation each, conditions preprocessed."""
+def cpu_eval_pair(variant="small_16k", threads=THREADS, conv="auto"):
+    """(ours(), reference()) closures for one network evaluation each, conditions preprocessed.
+    conv: sonicore's convolution algorithm ("auto" = Winograd on the CPU in float32, or "im2col")."""
     torch.set_num_threads(threads)
     try:
         from sonicore._ext import C
@@ -70,6 +71,7 @@ def cpu_eval_pair(variant="small_16k", threads=THREADS):
     except Exception:
         pass
     cfg, L, ours, ref, inp = build(variant, torch.float32, "cpu", batch=1)
+    ours.set_conv_algorithm(conv)
     # The batch of 2 a guided sampler step evaluates: the same latent twice, [conditions; empty features].
     x = torch.cat([inp["x"], inp["x"]])
     t = torch.cat([inp["t"], inp["t"]])
@@ -204,12 +206,14 @@ if __name__ == "__main__":
     ap.add_argument("--gpu", action="store_true")
     ap.add_argument("--threads", type=int, default=THREADS)
     ap.add_argument("--cpu-time", action="store_true", help="measure process CPU time instead of wall time")
+    ap.add_argument("--conv", default="auto", choices=("auto", "winograd", "im2col"),
+                    help="sonicore's convolution algorithm (auto: Winograd for float32 on the CPU)")
     args = ap.parse_args()
     clock = time.process_time if args.cpu_time else time.perf_counter
-    a, b, ta, tb = interleaved(*cpu_eval_pair(threads=args.threads), rounds=args.rounds, clock=clock)
+    a, b, ta, tb = interleaved(*cpu_eval_pair(threads=args.threads, conv=args.conv), rounds=args.rounds, clock=clock)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()}, "
           f"torch {torch.__version__}, {args.threads} threads, {'CPU time' if args.cpu_time else 'wall time'}")
-    print(f"small_16k fp32 CPU, 8 s, batch 2, one network evaluation:")
+    print(f"small_16k fp32 CPU, 8 s, batch 2, one network evaluation (sonicore convolutions: {args.conv}):")
     print(f"  sonicore  best {a * 1e3:8.1f} ms  all {[round(t * 1e3) for t in ta]}")
     print(f"  reference best {b * 1e3:8.1f} ms  all {[round(t * 1e3) for t in tb]}")
     srt = lambda v: sorted(v)[len(v) // 2]  # noqa: E731

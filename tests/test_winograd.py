@@ -154,3 +154,22 @@ def test_network_conv_algorithms_agree(rng):
     assert not torch.equal(wino, im2col)  # the two paths really differ
     with pytest.raises(ValueError, match="conv algorithm"):
         net.set_conv_algorithm("fft")
+
+
+def test_auto_respects_the_memory_budget():
+    """"auto" adds Winograd weights only within the budget: the small models yes, large_44k (5.6 GB of
+    transformed float32 weights) keeps the im2col GEMM unless asked."""
+    from sonicore.models.mmaudio import MMAudioNetwork, variant_config
+    from sonicore.models.mmaudio.layers import ChannelLastConv1d
+
+    def algos(net):
+        return {m.conv_algorithm for m in net.modules() if isinstance(m, ChannelLastConv1d)}
+
+    with torch.device("meta"):
+        small = MMAudioNetwork(variant_config("small_16k"))
+        large = MMAudioNetwork(variant_config("large_44k"))
+    assert 0.5e9 < small.winograd_weight_bytes() < 1 << 30 < large.winograd_weight_bytes()
+    assert algos(small) == {"auto"} and algos(large) == {"im2col"}
+    assert algos(large.set_conv_algorithm("auto", winograd_budget=1 << 40)) == {"auto"}
+    assert algos(large.set_conv_algorithm("winograd")) == {"winograd"}
+    assert algos(small.set_conv_algorithm("auto", winograd_budget=0)) == {"im2col"}

@@ -18,10 +18,11 @@ from torch import nn
 from ...ops import nn as nnops
 from ...ops import winograd as wg
 
-# Convolution algorithm for float32 kernel-3 convolutions: "auto" (Winograd F(4, 3) on the CPU, the
-# im2col GEMM elsewhere), "winograd" (everywhere, float32), "im2col" (never Winograd). Set per network
-# with MMAudioNetwork.set_conv_algorithm; modules read it from this class attribute unless overridden.
+# Convolution algorithm of a module: "auto" (Winograd for float32 on the CPU, the im2col GEMM
+# elsewhere), "winograd" (float32 everywhere), "im2col" (never Winograd). Set per network with
+# MMAudioNetwork.set_conv_algorithm, which also applies the memory budget below to "auto".
 CONV_ALGORITHMS = ("auto", "winograd", "im2col")
+WINOGRAD_BUDGET = 1 << 30  # bytes of transformed weights "auto" may add (see set_conv_algorithm)
 # Outputs per Winograd tile for each kernel size: F(4, 3) (GEMM work 1.5/3 of im2col) and F(2, 7)
 # (4/7), the largest tiles whose float32 error stays ~2e-6 of the output scale (F(4, 7): 1.2e-5).
 WINOGRAD_TILE = {3: 4, 7: 2}

@@ -24,7 +24,7 @@ from .blocks import FinalLayer, FusedBlock, JointBlock
 from .config import SYNC_SEGMENT, MMAudioConfig, ffn_width
 from .embeddings import TimestepEmbedder
 from ...ops import nn as nnops
-from .layers import CONV_ALGORITHMS, ChannelLastConv1d, GatedFeedForward, ValidFrames, _matrix, ensure_packed, ensure_packed_bias
+from .layers import CONV_ALGORITHMS, WINOGRAD_BUDGET, WINOGRAD_TILE, ChannelLastConv1d, GatedFeedForward, ValidFrames, _matrix, ensure_packed, ensure_packed_bias
 from .rope import rope_table
 
 
@@ -149,6 +149,7 @@ class MMAudioNetwork(nn.Module):
             JointBlock(D, cfg.num_heads, ffn_hidden, pre_only=(i == nj - 1)) for i in range(nj))
         self.fused_blocks = nn.ModuleList(FusedBlock(D, cfg.num_heads, ffn_hidden) for _ in range(cfg.fused_depth))
         self.final_layer = FinalLayer(D, cfg.latent_dim)
+        self.set_conv_algorithm("auto")
         self.sync_pos_emb = nn.Parameter(torch.zeros(1, 1, SYNC_SEGMENT, cfg.sync_dim))
         self.empty_string_feat = nn.Parameter(torch.zeros(cfg.text_seq_len, cfg.text_dim))
         self.empty_clip_feat = nn.Parameter(torch.zeros(1, cfg.clip_dim))
@@ -463,15 +464,32 @@ class MMAudioNetwork(nn.Module):
         """VAE latent (B, N, C) -> the network's normalised space."""
         return (x - self.latent_mean) / self.latent_std
 
-    def set_conv_algorithm(self, algorithm: str) -> "MMAudioNetwork":
-        """How the kernel-3 convolutions run: "auto" (default: Winograd F(4, 3) for float32 on the
-        CPU, about half the GEMM work of the im2col GEMM, within ~1e-6 relative of it; the im2col GEMM
-        elsewhere), "winograd" (float32 on any device, transforms in torch off the CPU) or "im2col"."""
+    def winograd_weight_bytes(self) -> int:
+        """Bytes the Winograd-transformed convolution weights take in float32 (kept beside the weights)."""
+        total = 0
+        for m in self.modules():
+            if isinstance(m, ChannelLastConv1d) and m.kernel_size in WINOGRAD_TILE:
+                k = m.kernel_size
+                total += m.weight.numel() // k * (WINOGRAD_TILE[k] + k - 1) * 4
+        return total
+
+    def set_conv_algorithm(self, algorithm: str, winograd_budget: int = WINOGRAD_BUDGET) -> "MMAudioNetwork":
+        """How the kernel-3 (and kernel-7 input) convolutions run:
+        "auto" (default): Winograd F(4, 3) / F(2, 7) for float32 on the CPU — half the GEMM work of the
+        im2col GEMM, within ~2e-6 of the output scale of it — when its transformed weights, kept beside
+        the originals, take at most `winograd_budget` bytes (default 1 GiB: small_16k / small_44k need
+        0.84 GB; medium_44k 3.3 GB and large_44k 5.6 GB stay on im2col); the im2col GEMM otherwise.
+        "winograd": Winograd for float32 whatever the size and device (transforms in torch off the CPU).
+        "im2col": one GEMM on the im2col taps everywhere."""
         if algorithm not in CONV_ALGORITHMS:
             raise ValueError(f"conv algorithm must be one of {CONV_ALGORITHMS}, got {algorithm!r}")
+        self.conv_algorithm = algorithm
+        resolved = algorithm
+        if algorithm == "auto" and self.winograd_weight_bytes() > winograd_budget:
+            resolved = "im2col"
         for m in self.modules():
             if isinstance(m, (ChannelLastConv1d, GatedFeedForward)):
-                m.conv_algorithm = algorithm
+                m.conv_algorithm = resolved
                 m.__dict__.pop("_winograd_cache", None)  # frees transformed weights not needed any more
         return self
 
