@@ -4,13 +4,15 @@
 #include <cstdint>
 #include <cstring>
 
-#include "exp_approx.h"
+#include "simd_math.h"
 #include "sonicore/nn.h"
 
 namespace sonicore {
 namespace nn_detail {
 namespace SONICORE_NN_NS {
-using kernel_math::exp_approx;
+using kernel_math::loadv;
+using kernel_math::silu;
+using kernel_math::storev;
 
 // Row r = b*N + n of a taps layout: computes into the centre tap, then copies to the other taps
 // (the zero rows at the sequence edges are written by the row that owns them).
@@ -38,7 +40,10 @@ void swiglu_rows(const float* h, float* out, int64_t N, int64_t F, int64_t taps,
     const float* a = h + m * 2 * F;
     const float* b = a + F;
     float* o = tap_row(out, m, F, taps);
-    for (int64_t f = 0; f < F; ++f) o[f] = a[f] / (1.0f + exp_approx(-a[f])) * b[f];
+    int64_t f = 0;
+    for (; f + kernel_math::kVecLanes <= F; f += kernel_math::kVecLanes)
+      storev(o + f, silu(loadv(a + f)) * loadv(b + f));
+    for (; f < F; ++f) o[f] = silu(a[f]) * b[f];
     spread_taps(out, m, N, F, taps);
   }
 }
@@ -51,14 +56,8 @@ void adaln_rows(const AdaLNArgs& A, int64_t r0, int64_t r1) {
     float* o = tap_row(A.out, r, D, A.taps);
     const float* sh = A.shift + b * A.shift_sb + n * A.shift_sn;
     const float* sc = A.scale + b * A.scale_sb + n * A.scale_sn;
-    float s = 0.f;
-    for (int64_t d = 0; d < D; ++d) s += x[d];
-    const float mean = s / static_cast<float>(D);
-    float v = 0.f;
-    for (int64_t d = 0; d < D; ++d) {
-      const float c = x[d] - mean;
-      v += c * c;
-    }
+    const float mean = kernel_math::row_sum(x, D) / static_cast<float>(D);
+    const float v = kernel_math::row_sum_sq_dev(x, D, mean);
     const float rstd = 1.0f / std::sqrt(v / static_cast<float>(D) + A.eps);
     for (int64_t d = 0; d < D; ++d) o[d] = (x[d] - mean) * rstd * (1.0f + sc[d]) + sh[d];
     spread_taps(A.out, r, A.N, D, A.taps);
@@ -82,8 +81,7 @@ void qk_rows(const QKNormRopeArgs& A, int64_t r0, int64_t r1) {
       }
       for (int j = 0; j < 2; ++j) {
         const float* w = j == 0 ? A.q_weight : A.k_weight;
-        float ss = 0.f;
-        for (int64_t d = 0; d < hd; ++d) ss += buf[j][d] * buf[j][d];
+        const float ss = kernel_math::row_sum_sq_dev(buf[j], hd, 0.0f);
         const float inv = 1.0f / std::sqrt(ss / static_cast<float>(hd) + A.eps);
         for (int64_t d = 0; d < hd; ++d) buf[j][d] = buf[j][d] * inv * w[d];
       }

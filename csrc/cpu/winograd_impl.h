@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "exp_approx.h"
+#include "simd_math.h"
 #include "sonicore/winograd.h"
 
 // The vector type below is wider than the baseline and AVX2 builds' registers: GCC warns that passing
@@ -22,10 +22,10 @@ namespace winograd_detail {
 namespace SONICORE_WINO_NS {
 
 namespace {
-constexpr int64_t kLanes = 16;
+constexpr int64_t kLanes = kernel_math::kVecLanes;
 constexpr int kMaxAlpha = 16;
 
-inline float silu(float v) { return v / (1.0f + kernel_math::exp_approx(-v)); }
+using kernel_math::silu;
 
 const float* zeros(int64_t n) {
   thread_local std::vector<float> z;
@@ -34,13 +34,13 @@ const float* zeros(int64_t n) {
 }
 
 // A block of kLanes channels as one GCC/Clang vector (lowered to zmm, ymm or xmm per ISA build).
-typedef float vec __attribute__((vector_size(kLanes * sizeof(float))));
-inline vec load(const float* p) { vec v; std::memcpy(&v, p, sizeof v); return v; }
-inline void store(float* p, vec v) { std::memcpy(p, &v, sizeof v); }
+using vec = kernel_math::vecf;
+SONICORE_VEC_INLINE vec load(const float* p) { return kernel_math::loadv(p); }
+SONICORE_VEC_INLINE void store(float* p, vec v) { kernel_math::storev(p, v); }
 
 // dst[p][c] = sum_q bt[p][q] * src[q][c] on the channel block at c0 (full vectors).
 template <int A>
-inline void combine_in(const float* const* src, const float (&bt)[kMaxAlpha][kMaxAlpha], float* const* dst,
+SONICORE_VEC_INLINE void combine_in(const float* const* src, const float (&bt)[kMaxAlpha][kMaxAlpha], float* const* dst,
                        int64_t c0) {
   vec d[A];
   for (int q = 0; q < A; ++q) d[q] = load(src[q] + c0);
@@ -87,33 +87,13 @@ void input_impl(const WinogradInputArgs& a, int64_t i0, int64_t i1) {
   }
 }
 
-// exp(x) on a vector, as exp_approx does per float (range reduction by ln 2, degree-6 polynomial):
-// written with vector operations so that it stays in registers.
-typedef int32_t ivec __attribute__((vector_size(kLanes * sizeof(int32_t))));
-inline vec exp_vec(vec x) {
-  const vec lo = x * 0.0f - 87.0f, hi = x * 0.0f + 88.0f;
-  x = x < lo ? lo : (x > hi ? hi : x);
-  const vec shifter = x * 0.0f + 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
-  const vec k = (x * 1.44269504088896341f + shifter) - shifter;
-  const vec r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
-  vec p = r * 1.3981999507e-3f + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const ivec bits = (__builtin_convertvector(k, ivec) + 127) << 23;
-  vec scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
-inline vec silu(vec v) { return v / (1.0f + exp_vec(-v)); }
 
 template <typename V>
-inline V ld(const float* p) {
+SONICORE_VEC_INLINE V ld(const float* p) {
   if constexpr (sizeof(V) == sizeof(float)) return *p; else return load(p);
 }
 template <typename V>
-inline void st(float* p, V v) {
+SONICORE_VEC_INLINE void st(float* p, V v) {
   if constexpr (sizeof(V) == sizeof(float)) *p = v; else store(p, v);
 }
 
@@ -121,7 +101,7 @@ inline void st(float* p, V v) {
 // y = sum_p at[j][p] * M_p + bias, then the epilogue E. For swiglu the gate half sits `half` channels
 // further in M and in the bias.
 template <int A, WinogradEpilogue E, typename V>
-inline void combine_out(const float* const* mrow, const float* atj, const float* bias, int64_t half,
+SONICORE_VEC_INLINE void combine_out(const float* const* mrow, const float* atj, const float* bias, int64_t half,
                         float* o, const float* r, const float* g, int64_t c0) {
   V y = atj[0] * ld<V>(mrow[0] + c0);
   for (int p = 1; p < A; ++p) y += atj[p] * ld<V>(mrow[p] + c0);

@@ -51,6 +51,7 @@ namespace nn_detail {
   }
 SONICORE_NN_DECL(generic)
 SONICORE_NN_DECL(avx2)
+SONICORE_NN_DECL(avx512)
 #undef SONICORE_NN_DECL
 }  // namespace nn_detail
 
