@@ -13,7 +13,6 @@ kernels). GPU (skipped without CUDA): the Triton kernels against the same torch 
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import torch
@@ -21,6 +20,8 @@ import torch
 import sonicore
 from sonicore.models.mmaudio.rope import rope_table
 from sonicore.ops import nn as nnops
+
+from _interleave import interleaved_medians, start_table
 
 THREADS = int(os.environ.get("NN_BENCH_THREADS", "2"))
 SHAPES = {"small_16k": (2, 250, 448, 7), "large_44k": (2, 250, 1024, 16)}  # B, N, D, heads
@@ -52,20 +53,6 @@ def make_op(op, shape, device="cpu", dtype=torch.float32, seed=0):
     raise KeyError(op)
 
 
-def interleaved(fa, fb, rounds=31, sync=lambda: None):
-    fa(), fb()
-    ta, tb = [], []
-    for _ in range(rounds):
-        for f, t in ((fa, ta), (fb, tb)):
-            sync()
-            t0 = time.perf_counter()
-            f()
-            sync()
-            t.append(time.perf_counter() - t0)
-    med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
-    return med(ta), med(tb)
-
-
 @pytest.fixture(autouse=True)
 def _threads():
     sonicore.set_num_threads(THREADS)
@@ -81,7 +68,7 @@ def test_cpu_fused_op_ratio(op, shape):
         a, b = ours(), ref()
         for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
             torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
-        ta, tb = interleaved(ours, ref)
+        ta, tb = interleaved_medians((ours, ref), 31)
     print(f"\n{op} {shape}: ours {ta * 1e3:.3f} ms, torch {tb * 1e3:.3f} ms, ratio {ta / tb:.2f}")
 
 
@@ -98,25 +85,17 @@ def test_cpu_fused_op(benchmark, op):
 def test_gpu_fused_op_ratio(op):
     ours, ref = make_op(op, SHAPES["large_44k"], device="cuda", dtype=torch.bfloat16)
     with torch.no_grad():
-        ta, tb = interleaved(ours, ref, sync=torch.cuda.synchronize)
+        ta, tb = interleaved_medians((ours, ref), 31, sync=torch.cuda.synchronize)
     print(f"\n{op} large_44k bf16 {torch.cuda.get_device_name()}: triton {ta * 1e6:.1f} us, "
           f"torch {tb * 1e6:.1f} us, ratio {ta / tb:.2f}")
 
 
 if __name__ == "__main__":
-    import argparse
-    import platform
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=31)
-    args = ap.parse_args()
-    sonicore.set_num_threads(THREADS)
-    torch.set_num_threads(THREADS)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()}, torch {torch.__version__}, "
-          f"{THREADS} threads, float32, medians of {args.rounds} interleaved rounds")
+    rounds = start_table(THREADS, 31, "float32")
     print("| op | shape (B, N, D, heads) | sonicore C++ | torch reference | ratio |")
     print("| --- | --- | --- | --- | --- |")
     with torch.no_grad():
         for op in OPS:
             for name, shape in SHAPES.items():
-                a, b = interleaved(*make_op(op, shape), rounds=args.rounds)
+                a, b = interleaved_medians(make_op(op, shape), rounds)
                 print(f"| {op} | {name} {shape} | {a * 1e3:.3f} ms | {b * 1e3:.3f} ms | {a / b:.2f} |")

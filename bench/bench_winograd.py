@@ -15,7 +15,6 @@ transform (C++), weights transformed once beforehand.
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import torch
@@ -24,6 +23,8 @@ import torch.nn.functional as F
 import sonicore
 from sonicore.ops import nn as nnops
 from sonicore.ops import winograd as wg
+
+from _interleave import interleaved_medians, start_table
 
 THREADS = int(os.environ.get("WINOGRAD_BENCH_THREADS", "2"))
 CASES = {  # name: (k, Cin, Cout, m)
@@ -59,18 +60,6 @@ def make_case(name, B=2, N=250, seed=0):
     return ours, torch_conv, im2col
 
 
-def interleaved(fns, rounds=15):
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(rounds):
-        for f, t in zip(fns, times):
-            t0 = time.perf_counter()
-            f()
-            t.append(time.perf_counter() - t0)
-    return [sorted(t)[len(t) // 2] for t in times]
-
-
 @pytest.fixture(autouse=True)
 def _threads():
     sonicore.set_num_threads(THREADS)
@@ -78,43 +67,28 @@ def _threads():
 
 
 @pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("which", [0, 1], ids=["winograd", "torch_conv1d"])
 @pytest.mark.benchmark(group="winograd-conv")
-def test_winograd_conv(benchmark, name):
-    ours, _, _ = make_case(name)
+def test_conv(benchmark, name, which):
+    fn = make_case(name)[which]
     with torch.no_grad():
-        benchmark(ours)
-
-
-@pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.benchmark(group="winograd-conv")
-def test_torch_conv1d(benchmark, name):
-    _, peer, _ = make_case(name)
-    with torch.no_grad():
-        benchmark(peer)
+        benchmark(fn)
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_winograd_ratio(name):
     """Prints median(ours) / median(peer) from interleaved rounds (no assertion on time)."""
     with torch.no_grad():
-        a, b, c = interleaved(make_case(name))
+        a, b, c = interleaved_medians(make_case(name), 15)
     print(f"\n{name}: winograd {a * 1e3:.2f} ms, torch conv1d {b * 1e3:.2f} ms ({a / b:.2f}), "
           f"im2col GEMM {c * 1e3:.2f} ms ({a / c:.2f})")
 
 
 if __name__ == "__main__":
-    import argparse
-    import platform
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=15)
-    args = ap.parse_args()
-    sonicore.set_num_threads(THREADS)
-    torch.set_num_threads(THREADS)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()}, torch {torch.__version__}, "
-          f"{THREADS} threads, medians of {args.rounds} interleaved rounds")
+    rounds = start_table(THREADS, 15)
     print("| case | winograd | torch conv1d | im2col GEMM | winograd / conv1d | winograd / im2col |")
     print("| --- | --- | --- | --- | --- | --- |")
     with torch.no_grad():
         for name in CASES:
-            a, b, c = interleaved(make_case(name), args.rounds)
+            a, b, c = interleaved_medians(make_case(name), rounds)
             print(f"| {name} | {a * 1e3:.2f} ms | {b * 1e3:.2f} ms | {c * 1e3:.2f} ms | {a / b:.2f} | {a / c:.2f} |")
