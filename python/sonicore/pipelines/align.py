@@ -584,8 +584,11 @@ class Aligner:
                     raise ValueError(f"the last {(total - f0) / 100:.1f} s of audio would have to hold "
                                      f"{len(specs) - w0} more words; the text is far longer than the audio")
                 limit = n_frames / 100.0 - (0.0 if cut else _KEEP_MARGIN_S)
-                # Before a pause, words the path squeezed into the pause itself belong after it.
-                start_limit = (n_frames - keep_pause) / 100.0 + 0.1 if cut else limit
+                # Before a pause, words the path squeezed into the pause itself belong after it: a word
+                # must start (on the path, before the onset shift) before the pause does. (An allowance
+                # of 0.1 s into the pause kept words of a line that recurs after the pause, piled up at
+                # its start with confident probabilities.)
+                start_limit = (n_frames - keep_pause) / 100.0 - self.onset_shift if cut else limit
 
                 def finished(times):
                     """Words the window can keep: finished by the path, ending before the margin."""
