@@ -173,3 +173,23 @@ def test_auto_respects_the_memory_budget():
     assert algos(large.set_conv_algorithm("auto", winograd_budget=1 << 40)) == {"auto"}
     assert algos(large.set_conv_algorithm("winograd")) == {"winograd"}
     assert algos(small.set_conv_algorithm("auto", winograd_budget=0)) == {"im2col"}
+
+
+def test_training_keeps_gradients_on_the_real_weights(rng):
+    """With gradients wanted, the convolution takes the im2col GEMM (the Winograd weights are a cached
+    copy that gradients would not reach): weight gradients equal those of conv1d."""
+    from sonicore.models.mmaudio.layers import ChannelLastConv1d
+
+    conv = ChannelLastConv1d(6, 5, 3)
+    g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn(5, 6, 3, generator=g))
+        conv.bias.copy_(torch.randn(5, generator=g))
+    x = torch.randn(2, 11, 6, generator=g)
+    conv(x).square().sum().backward()
+    w = conv.weight.detach().clone().requires_grad_(True)
+    F.conv1d(x.transpose(1, 2), w, conv.bias.detach(), padding=1).transpose(1, 2).square().sum().backward()
+    torch.testing.assert_close(conv.weight.grad, w.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference takes Winograd and agrees
+        torch.testing.assert_close(conv(x), F.conv1d(x.transpose(1, 2), conv.weight, conv.bias, padding=1).transpose(1, 2),
+                                   rtol=1e-5, atol=1e-5)

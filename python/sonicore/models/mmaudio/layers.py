@@ -32,6 +32,9 @@ def _winograd_ok(module, x: torch.Tensor, k: int) -> bool:
     algo = module.conv_algorithm
     if algo == "im2col" or k not in WINOGRAD_TILE or x.dtype != torch.float32:
         return False
+    # The transformed weights are a cached copy: gradients would not reach the real ones.
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters())):
+        return False
     return algo == "winograd" or x.device.type == "cpu"
 
 
