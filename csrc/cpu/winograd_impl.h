@@ -2,9 +2,9 @@
 // winograd_avx2.cpp, winograd_avx512.cpp) with SONICORE_WINO_NS naming the namespace.
 //
 // Each tile is a handful of small linear combinations of channel vectors. The kernels run them on
-// blocks of 16 channels with the tile size a template parameter, so the compiler unrolls every loop
-// except the channel-block one and keeps a block's rows in vector registers (one zmm / two ymm each);
-// the channel tail takes the same code with a runtime width.
+// blocks of one SIMD register of channels (simd_math.h: 16 in AVX-512 builds, 8 otherwise) with the
+// tile size a template parameter, so the compiler unrolls every loop except the channel-block one and
+// keeps a block's rows in registers; the channel tail takes the same code one float at a time.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,10 +12,6 @@
 
 #include "simd_math.h"
 #include "sonicore/winograd.h"
-
-// The vector type below is wider than the baseline and AVX2 builds' registers: GCC warns that passing
-// it by value would change the ABI. Every such function is internal and inlined, so no ABI is crossed.
-#pragma GCC diagnostic ignored "-Wpsabi"
 
 namespace sonicore {
 namespace winograd_detail {
@@ -35,19 +31,19 @@ const float* zeros(int64_t n) {
 
 // A block of kLanes channels as one GCC/Clang vector (lowered to zmm, ymm or xmm per ISA build).
 using vec = kernel_math::vecf;
-SONICORE_VEC_INLINE vec load(const float* p) { return kernel_math::loadv(p); }
-SONICORE_VEC_INLINE void store(float* p, vec v) { kernel_math::storev(p, v); }
+using kernel_math::loadv;
+using kernel_math::storev;
 
 // dst[p][c] = sum_q bt[p][q] * src[q][c] on the channel block at c0 (full vectors).
 template <int A>
 SONICORE_VEC_INLINE void combine_in(const float* const* src, const float (&bt)[kMaxAlpha][kMaxAlpha], float* const* dst,
                        int64_t c0) {
   vec d[A];
-  for (int q = 0; q < A; ++q) d[q] = load(src[q] + c0);
+  for (int q = 0; q < A; ++q) d[q] = loadv(src[q] + c0);
   for (int p = 0; p < A; ++p) {
     vec acc = bt[p][0] * d[0];
     for (int q = 1; q < A; ++q) acc += bt[p][q] * d[q];
-    store(dst[p] + c0, acc);
+    storev(dst[p] + c0, acc);
   }
 }
 
@@ -90,11 +86,11 @@ void input_impl(const WinogradInputArgs& a, int64_t i0, int64_t i1) {
 
 template <typename V>
 SONICORE_VEC_INLINE V ld(const float* p) {
-  if constexpr (sizeof(V) == sizeof(float)) return *p; else return load(p);
+  if constexpr (sizeof(V) == sizeof(float)) return *p; else return loadv(p);
 }
 template <typename V>
 SONICORE_VEC_INLINE void st(float* p, V v) {
-  if constexpr (sizeof(V) == sizeof(float)) *p = v; else store(p, v);
+  if constexpr (sizeof(V) == sizeof(float)) *p = v; else storev(p, v);
 }
 
 // One output frame's channels at c0 (V = vec: a full block; V = float: one tail channel):

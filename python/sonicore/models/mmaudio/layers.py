@@ -109,6 +109,12 @@ def _matrix(params: Sequence[nn.Parameter]) -> torch.Tensor:
     return p.as_strided((rows, total), (total, 1))
 
 
+def _taps(params: Sequence[nn.Parameter], k: int) -> torch.Tensor:
+    """The packed convolution weights behind params as (k, in, sum(out)) taps (a view, no copy)."""
+    m = _matrix(params)
+    return m.view(k, m.shape[0] // k, m.shape[1])
+
+
 def _gemm(x: torch.Tensor, m: torch.Tensor, bias=None) -> torch.Tensor:
     """(B, N, K) @ m (K, out) (+ bias) as ONE 2-D GEMM (a strided 3-D input would become a batched
     GEMM that copies the weight per batch row)."""
@@ -152,15 +158,12 @@ class ChannelLastConv1d(nn.Module):
     def winograd(self, x: torch.Tensor, lens=None, residual=None, gate=None) -> torch.Tensor:
         """The convolution of (B, N, in) x by Winograd F(WINOGRAD_TILE[k], k) (see ops/winograd.py): frames past
         lens[b] read as zero; with residual and gate, returns residual + gate * conv(x)."""
-        plan = wg.winograd_plan(self.kernel_size, WINOGRAD_TILE[self.kernel_size])
-        v = _winograd_cached(self, [self.weight], lambda: wg.winograd_weight(self.taps_weight(), plan))
+        ensure_packed(self.weight)
+        k = self.kernel_size
+        plan = wg.winograd_plan(k, WINOGRAD_TILE[k])
+        v = _winograd_cached(self, [self.weight], lambda: wg.winograd_weight(_taps([self.weight], k), plan))
         u = wg.winograd_input(x, plan, lens=lens)
         return wg.winograd_output(torch.bmm(u, v), x.shape[1], plan, bias=self.bias, residual=residual, gate=gate)
-
-    def taps_weight(self) -> torch.Tensor:
-        """The weight as (k, in, out) taps (a view of the packed storage)."""
-        ensure_packed(self.weight)
-        return self.weight.permute(2, 1, 0)
 
 
 class _W(nn.Module):
@@ -197,9 +200,9 @@ class GatedFeedForward(nn.Module):
         (then already masked when valid is given). valid: optional ValidFrames of a padded batch
         (convolutional FFNs only): both convolutions read zeros past each row's end, as a clip of its
         own length would."""
-        self.pack()
         if not tapped and self.kernel_size is not None and self.use_winograd(x):
-            return self.winograd(x, lens=None if valid is None else valid.lens)
+            return self.winograd(x, lens=None if valid is None else valid.lens)  # packs itself
+        self.pack()
         w13 = _matrix([self.w1.weight, self.w3.weight])
         w2 = _matrix([self.w2.weight])
         if self.kernel_size is None:
@@ -228,8 +231,8 @@ class GatedFeedForward(nn.Module):
         plan = wg.winograd_plan(k, WINOGRAD_TILE[k])
 
         def build():
-            w13 = _matrix([self.w1.weight, self.w3.weight]).view(k, -1, 2 * self.hidden)
-            return wg.winograd_weight(w13, plan), wg.winograd_weight(_matrix([self.w2.weight]).view(k, self.hidden, -1), plan)
+            return (wg.winograd_weight(_taps([self.w1.weight, self.w3.weight], k), plan),
+                    wg.winograd_weight(_taps([self.w2.weight], k), plan))
         v13, v2 = _winograd_cached(self, [self.w1.weight, self.w3.weight, self.w2.weight], build)
         n = x.shape[1]
         s = wg.winograd_output(torch.bmm(wg.winograd_input(x, plan, lens=lens), v13), n, plan, swiglu=True)
