@@ -37,6 +37,13 @@ def _case(cfg, gen, durations):
     return L, feats, text, lens
 
 
+def _setup(rng, durations, **cfg_kw):
+    """A random tiny network and fresh per-row inputs for clips of these durations."""
+    cfg = MMAudioConfig(**TINY, **cfg_kw)
+    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    return (cfg, gen, _random_net(cfg, gen)) + _case(cfg, gen, durations)
+
+
 def _close(got, want, tol=2e-5):
     scale = want.abs().max().item()
     err = (got - want).abs().max().item()
@@ -46,10 +53,7 @@ def _close(got, want, tol=2e-5):
 @pytest.mark.parametrize("v2,sep,durations", [(False, False, [3.1, 8.0, 5.55]), (True, False, [2.0, 0.7]),
                                                (False, True, [5.55, 1.3, 3.1])])
 def test_padded_batch_equals_each_row_alone(rng, v2, sep, durations):
-    cfg = MMAudioConfig(**TINY, v2=v2, separation=sep)
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    net = _random_net(cfg, gen)
-    L, f, text, lens = _case(cfg, gen, durations)
+    cfg, gen, net, L, f, text, lens = _setup(rng, durations, v2=v2, separation=sep)
     N = max(l["latent"] for l in L)
     t = torch.rand(len(durations), generator=gen)
     with torch.no_grad():
@@ -67,11 +71,8 @@ def test_padded_batch_equals_each_row_alone(rng, v2, sep, durations):
 
 
 def test_padded_batch_through_the_sampler(rng):
-    cfg = MMAudioConfig(**TINY)
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    net = _random_net(cfg, gen)
     durations = [3.1, 1.3, 2.2]
-    L, f, text, lens = _case(cfg, gen, durations)
+    cfg, gen, net, L, f, text, lens = _setup(rng, durations)
     N, Nc, Ns = (int(lens[k].max()) for k in ("latent", "clip", "sync"))
     kw = dict(latent_lens=lens["latent"], clip_lens=lens["clip"], sync_lens=lens["sync"])
     with torch.no_grad():
@@ -87,11 +88,8 @@ def test_padded_batch_through_the_sampler(rng):
 
 
 def test_generate_with_durations(rng):
-    cfg = MMAudioConfig(**TINY)
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    net = _random_net(cfg, gen)
     durations = [2.2, 3.1, 1.05]
-    L, f, text, lens = _case(cfg, gen, durations)
+    cfg, gen, net, L, f, text, lens = _setup(rng, durations)
     x0 = _pad(f["x"], int(lens["latent"].max())).nan_to_num(0.0)
     got = mmaudio.generate(net, clip_f=f["clip"], sync_f=f["sync"], text_f=text, durations=durations,
                            x0=x0, steps=2)
@@ -110,11 +108,8 @@ def test_generate_with_durations(rng):
 
 def test_generate_separation_with_durations(rng):
     """MMAudioSep: the mixture latent comes per row (a list) and is padded like the rest."""
-    cfg = MMAudioConfig(**TINY, separation=True)
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    net = _random_net(cfg, gen)
     durations = [1.05, 2.2]
-    L, f, text, lens = _case(cfg, gen, durations)
+    cfg, gen, net, L, f, text, lens = _setup(rng, durations, separation=True)
     x0 = _pad(f["x"], int(lens["latent"].max())).nan_to_num(0.0)
     got = mmaudio.generate(net, sync_f=f["sync"], text_f=text, x_mix=f["mix"], durations=durations, x0=x0, steps=2)
     for b, d in enumerate(durations):
@@ -147,11 +142,9 @@ def test_duration_errors_say_what_is_expected(rng):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_padded_batch_on_gpu(rng):
     """The same equality on the GPU path (Triton adaLN/SwiGLU/qk-norm kernels, GPU attention)."""
-    cfg = MMAudioConfig(**TINY)
-    gen = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-    net = _random_net(cfg, gen).cuda()
     durations = [3.1, 8.0, 5.55]
-    L, f, text, lens = _case(cfg, gen, durations)
+    cfg, gen, net, L, f, text, lens = _setup(rng, durations)
+    net = net.cuda()
     N, Nc, Ns = (int(lens[k].max()) for k in ("latent", "clip", "sync"))
     t = torch.rand(3, generator=gen).cuda()
     with torch.no_grad():

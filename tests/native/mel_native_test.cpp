@@ -42,13 +42,20 @@ static Bank random_bank(int64_t M, int64_t F) {
   return b;
 }
 
+// The bank's nonzero weights, band after band, in the kernel's packed layout.
 template <typename T>
-static void check_layouts(int64_t B, int64_t F, int64_t Tn, int64_t M, MelLog log, double floor) {
-  Bank bank = random_bank(M, F);
+static std::vector<T> pack_bank(const Bank& bank, int64_t M, int64_t F) {
   std::vector<T> packed;
   for (int64_t m = 0; m < M; ++m)
     for (int64_t i = bank.offsets[m]; i < bank.offsets[m + 1]; ++i)
       packed.push_back(T(bank.dense[size_t(m * F + bank.start[m] + (i - bank.offsets[m]))]));
+  return packed;
+}
+
+template <typename T>
+static void check_layouts(int64_t B, int64_t F, int64_t Tn, int64_t M, MelLog log, double floor) {
+  Bank bank = random_bank(M, F);
+  const std::vector<T> packed = pack_bank<T>(bank, M, F);
   std::uniform_real_distribution<double> u(0.0, 4.0);
   std::vector<double> spec(size_t(B * F * Tn));
   for (auto& v : spec) v = u(rng);
@@ -132,10 +139,7 @@ static void check_fused(int64_t n, int64_t hop, int64_t S, int64_t zero_pad, boo
   const int64_t B = 2, F = n / 2 + 1, M = 23, L = S + zero_pad, pad = center ? n / 2 : 0;
   const int64_t total = 1 + (L + 2 * pad - n) / hop, Tn = total - 1 > 0 ? total - 1 : total;
   Bank bank = random_bank(M, F);
-  std::vector<T> packed;
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t i = bank.offsets[m]; i < bank.offsets[m + 1]; ++i)
-      packed.push_back(T(bank.dense[size_t(m * F + bank.start[m] + (i - bank.offsets[m]))]));
+  const std::vector<T> packed = pack_bank<T>(bank, M, F);
   std::normal_distribution<double> g(0.0, 0.3);
   std::vector<T> x(static_cast<size_t>(B * (S + 3))), window(static_cast<size_t>(n));
   for (auto& v : x) v = T(g(rng));
