@@ -605,9 +605,9 @@ class Aligner:
                 t0 = f0 / 100.0
                 absent = misplaced = None
                 if last:
-                    keep = done = len(cand)
+                    keep = len(cand)
                 else:
-                    keep = done = finished([(a, b, c) for a, b, _, c, _ in times])
+                    keep = finished([(a, b, c) for a, b, _, c, _ in times])
                     # Words the audio does not support get a near-zero teacher-forced probability
                     # (an instrumental stretch, or text that comes later): the window keeps only
                     # the words before the first such run of eight (starting on an unlikely word).
@@ -629,7 +629,7 @@ class Aligner:
                 # finished; if absent/misplaced words stopped it earlier, those words lie before the
                 # pause (e.g. a repeated line the path squeezed into one spot): the next window starts
                 # after the last kept word, as for any other window.
-                if cut and keep == done:
+                if cut and absent is None and misplaced is None:
                     new_f0 = end
                 elif keep:
                     new_f0 = max(f0 + int(times[keep - 1][1] * 100), f0 + 1)
@@ -638,8 +638,6 @@ class Aligner:
                     new_f0 = f0 + max(100, int((anchor - 1.0) * 100))
                 elif absent == 0:  # no words here yet: step on
                     new_f0 = f0 + int(_ABSENT_STEP_S * 100)
-                elif cut:
-                    new_f0 = end
                 else:
                     new_f0 = f0 + max(int((n_frames / 100.0 - _KEEP_MARGIN_S) * 100), int(_MIN_WINDOW_ADVANCE_S * 100))
                 if bar is not None:
