@@ -19,8 +19,10 @@ import pytest
 
 @pytest.fixture
 def rng(request):
-    """A fresh, per-test random generator (seed printed on failure via the test id)."""
-    seed = np.random.SeedSequence().entropy % (2**32)
+    """A fresh, per-test random generator. Its seed is printed when the test fails; set
+    SONICORE_TEST_SEED to that number to replay the failure."""
+    fixed = os.environ.get("SONICORE_TEST_SEED")
+    seed = int(fixed) if fixed else np.random.SeedSequence().entropy % (2**32)
     request.node.user_properties.append(("seed", seed))
     return np.random.default_rng(seed)
 
