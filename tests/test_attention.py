@@ -16,13 +16,18 @@ A = sys.modules["sonicore.ops.attention"]
 LOW = (torch.float16, torch.bfloat16)
 ALL_DTYPES = (torch.float32,) + LOW
 # Highest ISA of this machine first; capping lower covers the other compiled paths.
-ISAS = {"avx512": 2, "avx2": 1, "scalar": 0}
-ISA_CAPS = [v for k, v in ISAS.items() if v <= ISAS[_backend.C.cpu_isa()]]
+# isa 3 lets the AMX kernel take every dtype (by default it takes bfloat16 only).
+ISAS = {"amx": 3, "avx512": 2, "avx2": 1, "scalar": 0}
+_BEST = 3 if _backend.C.cpu_has_amx() else ISAS[_backend.C.cpu_isa()]
+ISA_CAPS = [v for k, v in ISAS.items() if v <= _BEST]
 
 
-# dtype conversion is shared scalar code, so low precision runs on the best ISA only and
-# float32 on every ISA (keeps the suite fast; the float16 reference matmul is slow on CPU).
+# dtype conversion is shared scalar code, so low precision runs on the best ISA (and AVX-512
+# beside AMX, which packs its own tiles) and float32 on every ISA (keeps the suite fast; the
+# float16 reference matmul is slow on CPU).
 ISA_DTYPES = [(ISA_CAPS[0], d) for d in ALL_DTYPES] + [(c, torch.float32) for c in ISA_CAPS[1:]]
+if _BEST == 3:
+    ISA_DTYPES += [(2, d) for d in LOW]
 
 
 @pytest.fixture(params=ISA_CAPS, ids=lambda v: f"isa{v}")
@@ -107,15 +112,16 @@ def test_cpu_padded_batch_with_lens(rng, isa_dtype, causal):
         assert (out[b, :, int(ql[b]):] == 0).all()
 
 
-def test_cpu_long_sequence_1025(rng):
-    q, k, v = make(rng, 1, 2, 1, 1025, 1025, 64, torch.float32)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bfloat16: the AMX kernel where present
+def test_cpu_long_sequence_1025(rng, dtype):
+    q, k, v = make(rng, 1, 2, 1, 1025, 1025, 64, dtype)
     for causal in (False, True):
         out, lse = attention(q, k, v, causal=causal, return_lse=True)
         check(out, lse, q, k, v, causal=causal)
 
 
 @pytest.mark.parametrize("D", [16, 32, 40, 64, 80, 96, 128, 256])
-def test_cpu_head_dims(rng, D):
+def test_cpu_head_dims(rng, D, isa):
     q, k, v = make(rng, 2, 2, 1, 33, 70, D, torch.float32)
     kl = torch.tensor([70, 41], dtype=torch.int32)
     out, lse = attention(q, k, v, causal=True, kv_lens=kl, return_lse=True)

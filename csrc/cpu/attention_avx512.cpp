@@ -38,34 +38,13 @@ struct Avx512 {
   static reg neginf_to_zero(reg m) {
     return _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, _mm512_set1_ps(kNegInf), _CMP_EQ_OQ), _mm512_setzero_ps());
   }
-  // dst[c * ldd + r] = src[r * lds + c] * scale for a 16 x 16 block: 32-bit then 64-bit
-  // interleaves inside 128-bit lanes, then two rounds of 128-bit lane shuffles.
+  // dst[c * ldd + r] = src[r * lds + c] * scale for a 16 x 16 block.
   static void transpose16(const float* src, int64_t lds, float scale, float* dst, int64_t ldd) {
     const reg sc = _mm512_set1_ps(scale);
-    reg a[16], b[16];
-    for (int r = 0; r < 16; r += 2) {
-      const reg x = _mm512_loadu_ps(src + r * lds), y = _mm512_loadu_ps(src + (r + 1) * lds);
-      a[r] = _mm512_unpacklo_ps(x, y);      // lane L: x[4L], y[4L], x[4L+1], y[4L+1]
-      a[r + 1] = _mm512_unpackhi_ps(x, y);  // lane L: x[4L+2], y[4L+2], x[4L+3], y[4L+3]
-    }
-    // b[4g + c], lane L: column 4L + c of rows 4g .. 4g+3.
-    for (int g = 0; g < 4; ++g) {
-      const __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
-      const __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
-      b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-      b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-      b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-      b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-    }
-    for (int c = 0; c < 4; ++c) {
-      const reg u0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
-      const reg v0 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
-      const reg v1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
-      _mm512_storeu_ps(dst + (0 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u0, v0, 0x88), sc));
-      _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u0, v0, 0xDD), sc));
-      _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u1, v1, 0x88), sc));
-      _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_mul_ps(_mm512_shuffle_f32x4(u1, v1, 0xDD), sc));
-    }
+    reg r[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+    transpose16x16(r);
+    for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, _mm512_mul_ps(r[i], sc));
   }
   // 2^x = 2^floor(x) * 2^f with f = x - floor(x) in [0, 1): vreduceps gives f in one
   // instruction, a degree-5 polynomial fitted for relative error gives 2^f, and

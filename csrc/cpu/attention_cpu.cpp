@@ -12,6 +12,8 @@ namespace sonicore {
 namespace attn {
 namespace {
 
+constexpr int64_t kAmxMinQueries = 16;
+
 // Portable copy (non-x86 CPUs, or SONICORE_ISA=scalar): 16-float vectors written with the
 // GCC/Clang vector extension, which the compiler lowers to the baseline SIMD (SSE2, NEON);
 // other compilers get plain arrays.
@@ -179,6 +181,16 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kerne
   return cv;
 }
 
+// The AMX kernel (attention_amx.cpp) when the CPU has it and the call has enough query rows to
+// amortise packing K and V into tiles: by default for bfloat16, where its one-product QK^T and
+// PV beat the AVX-512 kernel 1.4-1.6x; for every dtype when asked with isa = 3. float32 and
+// float16 need 6 / 4-5 part products for their precision and measured no faster than AVX-512
+// on a Sapphire Rapids core at head dim 64 (docs/attention.md).
+bool use_amx(const AttentionParams& p) {
+  if (p.q_len < kAmxMinQueries || !cpu_has_amx()) return false;
+  return p.isa >= 3 || (p.isa < 0 && p.dtype == DType::bf16);
+}
+
 // Tasks per pool chunk: tiny calls (decoder steps, a few keys) stay on the calling thread,
 // where waking the pool would cost more than the work (about 256K multiply-adds per chunk).
 int64_t task_grain(int64_t rows, const AttentionParams& p) {
@@ -208,6 +220,7 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
   const Kernels& kern = pick(p.isa);
   Converted cv = prepare_kv(p, cx, true, kern);
+  if (use_amx(p)) return forward_amx(cx);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }

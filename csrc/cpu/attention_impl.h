@@ -53,6 +53,9 @@ struct Kernels {
 };
 const Kernels& kernels_avx2();
 const Kernels& kernels_avx512();
+// The AMX forward (attention_amx.cpp; only when cpu_has_amx()): packs K / V for the tiles, then
+// runs (batch x heads x 32-row query blocks) tasks on the pool.
+void forward_amx(const Ctx& cx);
 
 }  // namespace attn
 }  // namespace sonicore
@@ -175,6 +178,37 @@ inline void store_row(void* base, DType dt, int64_t offset, int64_t n, const flo
 }
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+#if defined(__AVX512F__)
+// In-register transpose of a 16 x 16 block of 32-bit lanes (lane j of r[i] moves to lane i of
+// r[j]): 32-bit then 64-bit interleaves inside 128-bit lanes, then two rounds of 128-bit lane
+// shuffles. Pure data movement, so it serves float32 values and packed bf16 pairs alike.
+inline void transpose16x16(__m512 r[16]) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 16; i += 2) {
+    a[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);      // lane L: x[4L], y[4L], x[4L+1], y[4L+1]
+    a[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);  // lane L: x[4L+2], y[4L+2], x[4L+3], y[4L+3]
+  }
+  // b[4g + c], lane L: column 4L + c of rows 4g .. 4g+3.
+  for (int g = 0; g < 4; ++g) {
+    const __m512d a0 = _mm512_castps_pd(a[4 * g]), a1 = _mm512_castps_pd(a[4 * g + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * g + 2]), a3 = _mm512_castps_pd(a[4 * g + 3]);
+    b[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 u0 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+    const __m512 v0 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+    const __m512 v1 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+    r[0 + c] = _mm512_shuffle_f32x4(u0, v0, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(u0, v0, 0xDD);
+    r[8 + c] = _mm512_shuffle_f32x4(u1, v1, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(u1, v1, 0xDD);
+  }
+}
+#endif
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 

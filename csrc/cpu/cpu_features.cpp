@@ -2,6 +2,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace sonicore {
 
@@ -16,7 +21,7 @@ static Isa detect() {
 #else
   Isa best = Isa::scalar;
 #endif
-  // SONICORE_ISA=scalar|avx2|avx512 caps the choice (for tests and for comparing paths).
+  // SONICORE_ISA=scalar|avx2|avx512|amx caps the choice (for tests and for comparing paths).
   if (const char* env = std::getenv("SONICORE_ISA")) {
     Isa cap = best;
     if (!std::strcmp(env, "scalar")) cap = Isa::scalar;
@@ -38,6 +43,33 @@ const char* isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     default: return "scalar";
   }
+}
+
+#if defined(SONICORE_HAVE_AMX_KERNELS)
+static bool detect_amx() {
+  if (cpu_isa() != Isa::avx512) return false;
+  if (const char* env = std::getenv("SONICORE_ISA"))
+    if (std::strcmp(env, "amx") != 0) return false;  // any lower cap turns AMX off
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool tile = d & (1u << 24), bf16 = d & (1u << 22);
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  const bool avx512bf16 = a & (1u << 5);
+  if (!tile || !bf16 || !avx512bf16) return false;
+  // Linux hands out the 8 KB tile register state only on request (ARCH_REQ_XCOMP_PERM for
+  // XFEATURE_XTILEDATA); the grant covers every thread of the process.
+  constexpr long kReqXcompPerm = 0x1023, kXtileData = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXtileData) == 0;
+}
+#endif
+
+bool cpu_has_amx() {
+#if defined(SONICORE_HAVE_AMX_KERNELS)
+  static const bool ok = detect_amx();
+  return ok;
+#else
+  return false;
+#endif
 }
 
 }  // namespace sonicore

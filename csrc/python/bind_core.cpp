@@ -22,6 +22,9 @@ void bind_core(py::module_& m) {
 #endif
   m.def("cpu_isa", [] { return std::string(sonicore::isa_name(sonicore::cpu_isa())); },
         "Best instruction set the CPU kernels use on this machine.");
+  m.def("cpu_has_amx", &sonicore::cpu_has_amx,
+        "Whether AMX bf16 tiles are usable here (CPU, build, OS grant, SONICORE_ISA); the attention "
+        "kernel uses them for bfloat16.");
   m.def("num_threads", &sonicore::num_threads, "Threads in sonicore's CPU pool.");
   m.def("default_num_threads", &sonicore::default_num_threads);
   m.def(

@@ -13,6 +13,7 @@ def collect() -> dict:
         "version": C.__version__,
         "python": platform.python_version(),
         "cpu_isa": C.cpu_isa(),
+        "cpu_amx": C.cpu_has_amx(),
         "threads": C.num_threads(),
         "cuda_compiled": bool(C.built_with_cuda),
     }
@@ -42,7 +43,7 @@ def format_info(info: dict) -> str:
     yes = lambda b: "yes" if b else "no"  # noqa: E731
     lines = [
         f"sonicore {info['version']} (python {info['python']}, torch {info.get('torch') or 'not installed'})",
-        f"  cpu      : yes, ISA {info['cpu_isa']}, {info['threads']} threads"
+        f"  cpu      : yes, ISA {info['cpu_isa']}{' + AMX' if info['cpu_amx'] else ''}, {info['threads']} threads"
         + (f" (torch uses {info['torch_threads']})" if info.get("torch_threads") else ""),
     ]
     if info["cuda_compiled"]:

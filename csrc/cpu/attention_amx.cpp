@@ -1,0 +1,479 @@
+// AMX forward of the CPU attention kernel (Sapphire Rapids and later; compiled with -mamx-tile
+// -mamx-bf16 -mavx512bf16 by CMake, offered only when cpu_has_amx()).
+//
+// The tile unit multiplies bf16 matrices into float32 accumulators, 16 x 16 x 32 per
+// instruction (TDPBF16PS, ~15x the float32 FMA rate of AVX-512). To keep float32 accuracy every
+// operand is split exactly into bf16 parts by truncation, x = x0 + x1 + x2 (x0 the top 8
+// significant bits, x1 the next 8, x2 the rest, each exactly a bf16), and a product x * y is
+// summed from the part products x_i * y_j with i + j <= 2: the dropped ones are below
+// 2^-24 |x y|, the float32 rounding level. float16 inputs need two parts, bfloat16 one; the
+// softmax weights P (float32) always three. So float32 QK^T and PV take 6 tile products each,
+// bfloat16 1 and 3: still 2.5x (float32) to 10x the AVX-512 multiply-add rate.
+//
+// A task is (b, head, 32 query rows) = two 16-row tiles; keys go 64 at a time through an exact
+// online softmax (running max per row, O rescaled in memory when the max moves). Per block:
+//   S (32 x 64) = Q' K'^T on tiles 0-3 (2 x 2 output tiles per 32 keys), stored to memory;
+//   softmax on AVX-512 rows: mask, row max, P = exp2(S - m), row sums, split P into parts;
+//   O (32 x Dq) += P' V' on tiles 0-3, loaded from / stored to the float32 O rows.
+// K and V are packed once per call into tile layout: K per part as 16-key x 32-channel B tiles
+// (pairs of channels in each 32-bit word, a 16 x 16 word transpose), V per part as 32-key x
+// 16-channel B tiles (pairs of keys in each word).
+#if defined(SONICORE_HAVE_AMX_KERNELS) && (defined(__x86_64__) || defined(__i386__))
+// GCC 12's false "(may be) used uninitialized" inside its own AVX-512 intrinsics (see
+// attention_avx512.cpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+#include <immintrin.h>
+
+#include <vector>
+
+#include "attention_impl.h"
+#include "sonicore/parallel.h"
+
+namespace sonicore {
+namespace attn {
+namespace {
+
+constexpr int kRows = 32;    // query rows per task: two 16-row tiles
+constexpr int kKB = 64;      // keys per online-softmax block
+constexpr int kTileElems = 512;  // one 1 KB tile of bf16
+
+// LDTILECFG's 64-byte operand (palette 1): eight 16-row x 64-byte tiles.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+  TileConfig() {
+    for (int i = 0; i < 8; ++i) colsb[i] = 64, rows[i] = 16;
+  }
+};
+
+// Configures the tiles for this thread while alive; releases them (and their 8 KB of state)
+// on exit.
+struct TileScope {
+  TileScope() {
+    static const TileConfig cfg;
+    _tile_loadconfig(&cfg);
+  }
+  ~TileScope() { _tile_release(); }
+};
+
+inline __m512 top_bits(__m512 x) {  // x truncated to a bf16 (its high 16 bits)
+  return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(int(0xFFFF0000u))));
+}
+
+// x = part[0] + ... + part[n - 1] exactly: each part is x's remainder truncated to bf16; the last
+// one is exact once the earlier ones hold all but <= 8 significant bits (n = 3 for float32,
+// 2 for float16, 1 for bfloat16 values).
+inline void split(__m512 x, int n, __m512* part) {
+  for (int i = 0; i + 1 < n; ++i) {
+    part[i] = top_bits(x);
+    x = _mm512_sub_ps(x, part[i]);
+  }
+  part[n - 1] = x;
+}
+
+// a's then b's 16 lanes as 32 bf16 in one register, rounded to nearest even: exact for the
+// parts split() makes, except a last part that is not (P with fewer than three parts).
+inline __m512i narrow(__m512 a, __m512 b) { return (__m512i)_mm512_cvtne2ps_pbh(b, a); }
+
+// 16 32-bit words: low half = bf16 of lo's lane, high half = bf16 of hi's lane.
+inline __m512i pair_words(__m512 lo, __m512 hi) {
+  return _mm512_mask_blend_epi16(0xAAAAAAAAu, _mm512_srli_epi32(_mm512_castps_si512(lo), 16),
+                                 _mm512_castps_si512(hi));
+}
+
+// The part products x_i * y_j with i + j <= 2 for operands of na and nb parts.
+struct Pairs {
+  int n = 0;
+  int a[6], b[6];
+  Pairs(int na, int nb) {
+    for (int s = 0; s <= 2; ++s)
+      for (int i = 0; i <= s; ++i)
+        if (i < na && s - i < nb) a[n] = i, b[n] = s - i, ++n;
+  }
+};
+
+int parts_of(DType dt) { return dt == DType::f32 ? 3 : dt == DType::f16 ? 2 : 1; }
+
+struct Plan {
+  const Ctx* cx;
+  int64_t D, Dq, Dc;   // head dim, padded to 16 (V / O channels) and to 32 (QK reduction)
+  int64_t NK;          // keys padded to a multiple of kKB
+  int np, npp;         // parts of q, k and v; parts of P
+  int64_t ND, CT;      // 32-channel reduction steps, 16-channel output tiles
+  int64_t k_head, v_head;  // packed elements per key/value head
+  uint16_t* kp;        // (B * Hkv) x [key tile][part][step] tiles
+  uint16_t* vp;        // (B * Hkv) x [32-key chunk][part][channel tile] tiles
+  Pairs qk, pv;
+  int64_t QB;          // query rows per task (a multiple of kRows)
+  Plan(int np_, int pp) : np(np_), npp(pp), qk(np_, np_), pv(pp, np_) {}
+};
+
+// K tiles of one (b, kv head): tile (kt, part, step) row r, word j = channels
+// (32 step + 2r, +1) of key 16 kt + j, as bf16 part `part`. Keys >= kl are zero.
+void pack_k(const Plan& pl, int64_t b, int64_t h, int64_t kt0, int64_t kt1) {
+  const Ctx& cx = *pl.cx;
+  const AttentionParams& p = *cx.p;
+  const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
+  const float* kb = cx.kbase + b * cx.ks[0] + h * cx.ks[1];
+  uint16_t* out = pl.kp + (b * p.kv_heads + h) * pl.k_head;
+  alignas(64) float row[32];
+  for (int64_t kt = kt0; kt < kt1; ++kt)
+    for (int64_t s = 0; s < pl.ND; ++s) {
+      __m512 w[3][16];
+      for (int j = 0; j < 16; ++j) {
+        const int64_t key = kt * 16 + j;
+        const int64_t c0 = s * 32, n = key < kl ? std::min<int64_t>(32, pl.D - c0) : 0;
+        for (int64_t c = 0; c < 32; ++c) row[c] = c < n ? kb[key * cx.ks[2] + c0 + c] : 0.0f;
+        __m512 lo[3], hi[3];
+        split(_mm512_load_ps(row), pl.np, lo);
+        split(_mm512_load_ps(row + 16), pl.np, hi);
+        for (int q = 0; q < pl.np; ++q) w[q][j] = _mm512_castsi512_ps(narrow(lo[q], hi[q]));
+      }
+      for (int q = 0; q < pl.np; ++q) {
+        transpose16x16(w[q]);
+        uint16_t* t = out + ((kt * pl.np + q) * pl.ND + s) * kTileElems;
+        for (int r = 0; r < 16; ++r) _mm512_store_ps(reinterpret_cast<float*>(t + r * 32), w[q][r]);
+      }
+    }
+}
+
+// V tiles of one (b, kv head): tile (kc, part, ct) row r, word c = channel 16 ct + c of keys
+// 32 kc + 2r and + 1, as bf16 part `part`. Keys >= kl are zero.
+void pack_v(const Plan& pl, int64_t b, int64_t h, int64_t kc0, int64_t kc1) {
+  const Ctx& cx = *pl.cx;
+  const AttentionParams& p = *cx.p;
+  const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
+  const float* vb = cx.vbase + b * cx.vs[0] + h * cx.vs[1];
+  uint16_t* out = pl.vp + (b * p.kv_heads + h) * pl.v_head;
+  for (int64_t kc = kc0; kc < kc1; ++kc)
+    for (int r = 0; r < 16; ++r) {
+      const int64_t k0 = kc * 32 + 2 * r;
+      for (int64_t ct = 0; ct < pl.CT; ++ct) {
+        const __m512 x0 = k0 < kl ? _mm512_loadu_ps(vb + k0 * cx.vs[2] + ct * 16) : _mm512_setzero_ps();
+        const __m512 x1 = k0 + 1 < kl ? _mm512_loadu_ps(vb + (k0 + 1) * cx.vs[2] + ct * 16) : _mm512_setzero_ps();
+        __m512 a[3], c[3];
+        split(x0, pl.np, a);
+        split(x1, pl.np, c);
+        for (int q = 0; q < pl.np; ++q)
+          _mm512_store_si512(out + ((kc * pl.np + q) * pl.CT + ct) * kTileElems + r * 32, pair_words(a[q], c[q]));
+      }
+    }
+}
+
+inline __m512 exp2_clamped(__m512 x) {  // 2^x, 0 for -inf (see Avx512::exp2 in attention_avx512.cpp)
+  x = _mm512_max_ps(_mm512_set1_ps(-200.0f), x);
+  const __m512 f = _mm512_reduce_ps(x, 0x01);
+  __m512 y = _mm512_set1_ps(0.0018775766948238015f);
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.008989340625703335f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.05582631751894951f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.24015361070632935f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.6931530833244324f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
+  return _mm512_scalef_ps(y, x);
+}
+
+// Per-thread scratch of one task: QB query rows in kRows-row sub-blocks.
+struct Scratch {
+  std::unique_ptr<float[]> raw;
+  uint16_t* qp;   // [part][QB rows][Dc] bf16
+  uint16_t* pp;   // [part][kRows][kKB] bf16 (one sub-block at a time)
+  float* s;       // [kRows][kKB] scores
+  float* o;       // [QB][Dq] output accumulators
+  float* lsum;    // [QB][16] per-row partial sums of P
+  float *m, *lim, *alpha, *mu;  // [QB] running max, key limit, rescale, subtracted max
+  explicit Scratch(const Plan& pl) {
+    const int64_t QB = pl.QB;
+    const int64_t n_qp = 3 * QB * pl.Dc / 2, n_pp = 3 * kRows * kKB / 2;  // in floats
+    const int64_t n = n_qp + n_pp + kRows * kKB + QB * pl.Dq + QB * 16 + 4 * QB + 16;
+    raw.reset(new float[n]);
+    float* base = raw.get() + (64 - (reinterpret_cast<uintptr_t>(raw.get()) & 63)) / 4 % 16;  // 64-byte aligned
+    qp = reinterpret_cast<uint16_t*>(base);
+    pp = reinterpret_cast<uint16_t*>(base + n_qp);
+    s = base + n_qp + n_pp;
+    o = s + kRows * kKB;
+    lsum = o + QB * pl.Dq;
+    m = lsum + QB * 16;
+    lim = m + QB, alpha = lim + QB, mu = alpha + QB;
+  }
+};
+
+// Q rows [r0, r0 + vrows) of (b, h) into qp parts; zero rows past vrows. (Unscaled: the scale
+// is applied to S in float32, so bfloat16 / float16 queries keep their one / two exact parts.)
+void pack_q(const Plan& pl, Scratch& w, int64_t b, int64_t h, int64_t r0, int64_t vrows) {
+  const Ctx& cx = *pl.cx;
+  const AttentionParams& p = *cx.p;
+  alignas(64) float row[512 + 32];
+  const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1];
+  for (int64_t i = 0; i < pl.QB; ++i) {
+    if (i < vrows) {
+      load_row(p.q, p.dtype, qoff + (r0 + i) * p.q_stride[2], pl.D, 1.0f, row);
+      std::fill(row + pl.D, row + pl.Dc, 0.0f);
+    } else {
+      std::fill(row, row + pl.Dc, 0.0f);
+    }
+    for (int64_t c = 0; c < pl.Dc; c += 32) {
+      __m512 lo[3], hi[3];
+      split(_mm512_load_ps(row + c), pl.np, lo);
+      split(_mm512_load_ps(row + c + 16), pl.np, hi);
+      for (int q = 0; q < pl.np; ++q) _mm512_store_si512(w.qp + (q * pl.QB + i) * pl.Dc + c, narrow(lo[q], hi[q]));
+    }
+  }
+}
+
+// S = Q' K'^T for sub-block rows [r, r + 32) and keys [c0, c0 + kKB): two 32-key halves of
+// 2 x 2 output tiles (one row of tiles when only the first 16 rows hold queries).
+void qk_block(const Plan& pl, Scratch& w, const uint16_t* kp, int64_t r, int64_t c0, bool two) {
+  const int64_t lda = pl.Dc * 2, ldk = 64, lds = kKB * 4;
+  for (int half = 0; half < 2; ++half) {
+    const int64_t kt = (c0 + 32 * half) / 16;
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+    for (int i = 0; i < pl.qk.n; ++i) {
+      const uint16_t* qa = w.qp + (pl.qk.a[i] * pl.QB + r) * pl.Dc;
+      const uint16_t* kb0 = kp + ((kt * pl.np + pl.qk.b[i]) * pl.ND) * kTileElems;
+      const uint16_t* kb1 = kp + (((kt + 1) * pl.np + pl.qk.b[i]) * pl.ND) * kTileElems;
+      for (int64_t s = 0; s < pl.ND; ++s) {
+        _tile_loadd(4, qa + s * 32, lda);
+        _tile_loadd(6, kb0 + s * kTileElems, ldk);
+        _tile_loadd(7, kb1 + s * kTileElems, ldk);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        if (two) {
+          _tile_loadd(5, qa + 16 * pl.Dc + s * 32, lda);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+    }
+    _tile_stored(0, w.s + 32 * half, lds);
+    _tile_stored(1, w.s + 32 * half + 16, lds);
+    if (two) {
+      _tile_stored(2, w.s + 16 * kKB + 32 * half, lds);
+      _tile_stored(3, w.s + 16 * kKB + 32 * half + 16, lds);
+    }
+  }
+}
+
+// O rows [r, r + 32) += P' V' for the block's keys: per pair of 16-channel tiles, the O tiles
+// are loaded from memory, accumulated over every (part pair, 32-key half) and stored back.
+void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t c0, bool two) {
+  const int64_t ldo = pl.Dq * 4, ldp = kKB * 2, ldv = 64;
+  const int64_t kc = c0 / 32;
+  for (int64_t ct = 0; ct < pl.CT; ct += 2) {
+    const bool wide = ct + 1 < pl.CT;
+    float* o = w.o + r * pl.Dq + ct * 16;
+    _tile_loadd(0, o, ldo);
+    if (wide) _tile_loadd(1, o + 16, ldo);
+    if (two) {
+      _tile_loadd(2, o + 16 * pl.Dq, ldo);
+      if (wide) _tile_loadd(3, o + 16 * pl.Dq + 16, ldo);
+    }
+    for (int i = 0; i < pl.pv.n; ++i)
+      for (int half = 0; half < 2; ++half) {
+        const uint16_t* pa = w.pp + pl.pv.a[i] * kRows * kKB + half * 32;
+        const uint16_t* vb = vp + (((kc + half) * pl.np + pl.pv.b[i]) * pl.CT + ct) * kTileElems;
+        _tile_loadd(4, pa, ldp);
+        _tile_loadd(6, vb, ldv);
+        _tile_dpbf16ps(0, 4, 6);
+        if (wide) {
+          _tile_loadd(7, vb + kTileElems, ldv);
+          _tile_dpbf16ps(1, 4, 7);
+        }
+        if (two) {
+          _tile_loadd(5, pa + 16 * kKB, ldp);
+          _tile_dpbf16ps(2, 5, 6);
+          if (wide) _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+    _tile_stored(0, o, ldo);
+    if (wide) _tile_stored(1, o + 16, ldo);
+    if (two) {
+      _tile_stored(2, o + 16 * pl.Dq, ldo);
+      if (wide) _tile_stored(3, o + 16 * pl.Dq + 16, ldo);
+    }
+  }
+}
+
+// Online-softmax step over S (sub-block rows [r, r + nrows), keys [c0, c0 + kKB)): scales S to
+// log2 units, masks keys at or past each row's limit when `masked`, moves the running max
+// (rescaling that row's O and sums), writes P = exp2(S - m) as bf16 parts into pp and adds it
+// to the row sums.
+void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows, bool masked) {
+  const __m512 ninf = _mm512_set1_ps(kNegInf);
+  const __m512 lane = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512 qs = _mm512_set1_ps(pl.cx->qscale);  // scores to log2 units
+  float *m = w.m + r, *lim = w.lim + r, *alpha = w.alpha + r, *mu = w.mu + r;
+  alignas(64) float mx[kRows];
+  for (int i = 0; i < nrows; ++i) {
+    float* srow = w.s + i * kKB;
+    __m512 x[4];
+    for (int v = 0; v < 4; ++v) {
+      x[v] = _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs);
+      if (masked) {
+        const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
+        x[v] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, _mm512_set1_ps(lim[i]), _CMP_LT_OQ), ninf, x[v]);
+      }
+      _mm512_store_ps(srow + 16 * v, x[v]);
+    }
+    mx[i] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(x[0], x[1]), _mm512_max_ps(x[2], x[3])));
+  }
+  for (int i = nrows; i < kRows; ++i) mx[i] = kNegInf;
+  // Running max, subtracted max (0 while a row has seen no key) and rescale factors, 16 rows at
+  // a time.
+  for (int c = 0; c < kRows; c += 16) {
+    const __m512 m_old = _mm512_load_ps(m + c);
+    const __m512 m_new = _mm512_max_ps(m_old, _mm512_load_ps(mx + c));
+    const __m512 sub = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
+    _mm512_store_ps(alpha + c, exp2_clamped(_mm512_sub_ps(m_old, sub)));
+    _mm512_store_ps(m + c, m_new);
+    _mm512_store_ps(mu + c, sub);
+  }
+  for (int i = 0; i < nrows; ++i) {
+    const float a = alpha[i];
+    float* lrow = w.lsum + (r + i) * 16;
+    if (a != 1.0f) {  // the max moved (or NaN): rescale this row's O and sums
+      const __m512 av = _mm512_set1_ps(a);
+      float* orow = w.o + (r + i) * pl.Dq;
+      for (int64_t c = 0; c < pl.Dq; c += 16) _mm512_store_ps(orow + c, _mm512_mul_ps(_mm512_load_ps(orow + c), av));
+      _mm512_store_ps(lrow, _mm512_mul_ps(_mm512_load_ps(lrow), av));
+    }
+    const __m512 mv = _mm512_set1_ps(mu[i]);
+    const float* srow = w.s + i * kKB;
+    __m512 e[4];
+    for (int v = 0; v < 4; ++v) e[v] = exp2_clamped(_mm512_sub_ps(_mm512_load_ps(srow + 16 * v), mv));
+    _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow),
+                                        _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]))));
+    for (int v = 0; v < 4; v += 2) {
+      __m512 lo[3], hi[3];
+      split(e[v], pl.npp, lo);
+      split(e[v + 1], pl.npp, hi);
+      for (int q = 0; q < pl.npp; ++q) _mm512_store_si512(w.pp + (q * kRows + i) * kKB + 16 * v, narrow(lo[q], hi[q]));
+    }
+  }
+}
+
+// Tasks (b, head, QB query rows). Keys advance in kKB blocks, each used by every kRows-row
+// sub-block while it is in cache: the packed K and V of a block are read from memory once per
+// QB rows rather than once per tile row.
+void forward_tasks(const Plan& pl, int64_t t0, int64_t t1) {
+  FlushDenormals ftz;
+  TileScope tiles;
+  const Ctx& cx = *pl.cx;
+  const AttentionParams& p = *cx.p;
+  const int64_t G = p.q_heads / p.kv_heads, QB = pl.QB, nsub = QB / kRows;
+  Scratch w(pl);
+  std::unique_ptr<int64_t[]> kend_sb(new int64_t[nsub]), lim_min(new int64_t[nsub]);
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
+    const int64_t ql = p.q_lens ? p.q_lens[b] : p.q_len, kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
+    const int64_t r0 = qb * QB, rows = std::min<int64_t>(QB, p.q_len - r0);
+    const int64_t vrows = std::max<int64_t>(0, std::min(rows, ql - r0));
+    const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
+    float* lse = p.lse ? p.lse + (b * p.q_heads + h) * p.q_len : nullptr;
+    const int64_t kvh = b * p.kv_heads + h / G;
+    const uint16_t* kp = pl.kp + kvh * pl.k_head;
+    const uint16_t* vp = pl.vp + kvh * pl.v_head;
+
+    int64_t kend = 0;
+    for (int64_t sb = 0; sb < nsub; ++sb) {
+      const int64_t v = std::max<int64_t>(0, std::min<int64_t>(kRows, vrows - sb * kRows));
+      kend_sb[sb] = v > 0 ? key_limit(p.causal, r0 + sb * kRows + v - 1, ql, kl) : 0;
+      kend = std::max(kend, kend_sb[sb]);
+      lim_min[sb] = kl;
+    }
+    for (int64_t i = 0; i < QB; ++i) {
+      const int64_t lim = i < vrows ? key_limit(p.causal, r0 + i, ql, kl) : 0;
+      if (i < vrows) lim_min[i / kRows] = std::min(lim_min[i / kRows], lim);
+      w.lim[i] = float(lim);
+      w.m[i] = kNegInf;
+      w.mu[i] = 0.0f;
+    }
+    std::fill(w.o, w.o + QB * pl.Dq, 0.0f);
+    std::fill(w.lsum, w.lsum + QB * 16, 0.0f);
+    if (kend > 0) pack_q(pl, w, b, h, r0, vrows);
+    for (int64_t c0 = 0; c0 < kend; c0 += kKB)
+      for (int64_t sb = 0; sb < nsub; ++sb) {
+        if (c0 >= kend_sb[sb]) continue;  // causal: no visible key left for these rows
+        const int64_t r = sb * kRows;
+        const bool two = vrows - r > 16;
+        qk_block(pl, w, kp, r, c0, two);
+        softmax_block(pl, w, r, c0, two ? kRows : 16, c0 + kKB > lim_min[sb]);
+        pv_block(pl, w, vp, r, c0, two);
+      }
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t o = ooff + (r0 + i) * p.out_stride[2];
+      const float l = i < vrows ? _mm512_reduce_add_ps(_mm512_load_ps(w.lsum + i * 16)) : 0.0f;
+      if (l == 0.0f) {  // no visible key (or a padded query row)
+        store_row(p.out, p.dtype, o, pl.D, nullptr, 0.0f);
+        if (lse) lse[r0 + i] = kNegInf;
+      } else {
+        store_row(p.out, p.dtype, o, pl.D, w.o + i * pl.Dq, 1.0f / l);
+        if (lse) lse[r0 + i] = (w.mu[i] + std::log2(l)) * 0.69314718055994531f;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void forward_amx(const Ctx& cx_in) {
+  Ctx cx = cx_in;
+  const AttentionParams& p = *cx.p;
+  // P (float32) in three parts next to float32 values; next to float16 / bfloat16 ones as many
+  // parts as theirs plus one (bfloat16: one part, rounded, as the GPU flash kernels keep P).
+  const int np = parts_of(p.dtype);
+  Plan pl(np, np == 1 ? 1 : 3);
+  pl.cx = &cx;
+  pl.D = p.head_dim;
+  pl.Dq = round_up(pl.D, 16);
+  pl.Dc = round_up(pl.D, 32);
+  pl.NK = round_up(std::max<int64_t>(p.kv_len, 1), kKB);
+  pl.ND = pl.Dc / 32;
+  pl.CT = pl.Dq / 16;
+  pl.k_head = (pl.NK / 16) * pl.np * pl.ND * kTileElems;
+  pl.v_head = (pl.NK / 32) * pl.np * pl.CT * kTileElems;
+  const int64_t heads = p.batch * p.kv_heads;
+  // 64-byte aligned packed buffers (tile loads of aligned rows are fastest).
+  std::unique_ptr<uint16_t[]> kbuf(new uint16_t[heads * pl.k_head + 32]), vbuf(new uint16_t[heads * pl.v_head + 32]);
+  auto align64 = [](uint16_t* q) { return q + (64 - (reinterpret_cast<uintptr_t>(q) & 63)) / 2 % 32; };
+  pl.kp = align64(kbuf.get());
+  pl.vp = align64(vbuf.get());
+  const int64_t kts = pl.NK / 16, kcs = pl.NK / 32;
+  parallel_for(heads * kts, std::max<int64_t>(1, 64 / pl.ND), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1;) {  // runs of key tiles within one head
+      const int64_t bh = i / kts, e = std::min(i1, (bh + 1) * kts);
+      pack_k(pl, bh / p.kv_heads, bh % p.kv_heads, i - bh * kts, e - bh * kts);
+      i = e;
+    }
+  });
+  parallel_for(heads * kcs, std::max<int64_t>(1, 64 / pl.CT), [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1;) {
+      const int64_t bh = i / kcs, e = std::min(i1, (bh + 1) * kcs);
+      pack_v(pl, bh / p.kv_heads, bh % p.kv_heads, i - bh * kcs, e - bh * kcs);
+      i = e;
+    }
+  });
+  // Up to 128 query rows per task, fewer while that leaves under 4 tasks per thread.
+  const int64_t bh = p.batch * p.q_heads;
+  int64_t qb = 4 * kRows;
+  while (qb > kRows && bh * ((p.q_len + qb - 1) / qb) < 4 * num_threads()) qb -= kRows;
+  pl.QB = qb;
+  cx.Mq = qb;
+  cx.nqb = (p.q_len + qb - 1) / qb;
+  const int64_t macs = std::max<int64_t>(1, qb * std::max<int64_t>(1, p.kv_len) * p.head_dim);
+  parallel_for(bh * cx.nqb, std::max<int64_t>(1, (int64_t(1) << 20) / macs),
+               [&](int64_t t0, int64_t t1) { forward_tasks(pl, t0, t1); });
+}
+
+}  // namespace attn
+}  // namespace sonicore
+
+#endif  // SONICORE_HAVE_AMX_KERNELS && x86
