@@ -22,6 +22,7 @@ from sonicore import _backend
 from sonicore.ops import attention
 
 from _gpu_timing import cuda_time
+from _interleave import interleaved_medians
 
 THREADS = 2
 # Per-core fp32 peaks measured on the bench machine with a register-only FMA loop (thread CPU
@@ -118,6 +119,43 @@ def test_cpu_attention_vs_sdpa_one_thread_cpu_time(benchmark, name):
     })
     print(f"\n{name} [1 thread, CPU time]: ours {t_ours * 1e3:.2f} ms, sdpa {t_sdpa * 1e3:.2f} ms, "
           f"ratio {t_ours / t_sdpa:.3f}, {fl / t_ours / 1e9:.1f} GFLOP/s (sdpa {fl / t_sdpa / 1e9:.1f})")
+
+
+BF16_CASES = ["n1024", "n1024-causal", "n4096", "mmaudio-joint"]
+
+
+@pytest.mark.parametrize("name", BF16_CASES)
+def test_cpu_attention_bf16_vs_sdpa(benchmark, name):
+    """bfloat16 in and out (MMAudio / Whisper run so on CPU): sonicore's default path (the AMX
+    tile kernel where the CPU has it) against SDPA (oneDNN, AMX as well on such CPUs) and against
+    sonicore's AVX-512 kernel capped with isa 2; medians of interleaved rounds, 2 threads."""
+    import sys
+    mod = sys.modules["sonicore.ops.attention"]
+    q, k, v, causal, fl = cpu_case(name)
+    q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
+    rounds = 3 if q.shape[2] >= 4096 else 11
+
+    def capped(cap):
+        def run():
+            old, mod._CPU_ISA_CAP = mod._CPU_ISA_CAP, cap
+            try:
+                attention(q, k, v, causal=causal, backend="cpu")
+            finally:
+                mod._CPU_ISA_CAP = old
+        return run
+
+    ours = lambda: attention(q, k, v, causal=causal, backend="cpu")
+    sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    t_ours, t_sdpa, t_avx = interleaved_medians([ours, sdpa, capped(2)], rounds)
+    benchmark.pedantic(ours, rounds=1, iterations=1)
+    benchmark.extra_info.update({
+        "amx": _backend.C.cpu_has_amx(), "ours_ms": round(t_ours * 1e3, 3), "sdpa_ms": round(t_sdpa * 1e3, 3),
+        "avx512_ms": round(t_avx * 1e3, 3), "ratio_vs_sdpa": round(t_ours / t_sdpa, 3),
+        "ratio_vs_avx512": round(t_ours / t_avx, 3), "ours_gflops": round(fl / t_ours / 1e9, 1),
+    })
+    print(f"\n{name} bf16 (amx={_backend.C.cpu_has_amx()}): ours {t_ours * 1e3:.2f} ms, sdpa {t_sdpa * 1e3:.2f} ms, "
+          f"avx512 kernel {t_avx * 1e3:.2f} ms; ratio vs sdpa {t_ours / t_sdpa:.3f}, vs avx512 {t_ours / t_avx:.3f}, "
+          f"{fl / t_ours / 1e9:.1f} GFLOP/s")
 
 
 # ----------------------------------------------------------------------------- GPU
