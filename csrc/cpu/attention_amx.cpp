@@ -85,6 +85,16 @@ inline __m512i pair_words(__m512 lo, __m512 hi) {
                                  _mm512_castps_si512(hi));
 }
 
+// Elements [i, i + 16) of a row of the caller's q / k / v (float32, float16 or bfloat16 bits) as
+// float32, lanes at or past n zero: read straight from the input, no float32 copy of K / V.
+inline __m512 load16(const void* base, DType dt, int64_t offset, int64_t n) {
+  const __mmask16 mask = n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
+  if (dt == DType::f32) return _mm512_maskz_loadu_ps(mask, static_cast<const float*>(base) + offset);
+  const __m256i h = _mm256_maskz_loadu_epi16(mask, static_cast<const uint16_t*>(base) + offset);
+  if (dt == DType::f16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
 // The part products x_i * y_j with i + j <= 2 for operands of na and nb parts.
 struct Pairs {
   int n = 0;
@@ -115,22 +125,18 @@ struct Plan {
 // K tiles of one (b, kv head): tile (kt, part, step) row r, word j = channels
 // (32 step + 2r, +1) of key 16 kt + j, as bf16 part `part`. Keys >= kl are zero.
 void pack_k(const Plan& pl, int64_t b, int64_t h, int64_t kt0, int64_t kt1) {
-  const Ctx& cx = *pl.cx;
-  const AttentionParams& p = *cx.p;
+  const AttentionParams& p = *pl.cx->p;
   const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
-  const float* kb = cx.kbase + b * cx.ks[0] + h * cx.ks[1];
+  const int64_t off = b * p.k_stride[0] + h * p.k_stride[1];
   uint16_t* out = pl.kp + (b * p.kv_heads + h) * pl.k_head;
-  alignas(64) float row[32];
   for (int64_t kt = kt0; kt < kt1; ++kt)
     for (int64_t s = 0; s < pl.ND; ++s) {
       __m512 w[3][16];
       for (int j = 0; j < 16; ++j) {
-        const int64_t key = kt * 16 + j;
-        const int64_t c0 = s * 32, n = key < kl ? std::min<int64_t>(32, pl.D - c0) : 0;
-        for (int64_t c = 0; c < 32; ++c) row[c] = c < n ? kb[key * cx.ks[2] + c0 + c] : 0.0f;
+        const int64_t key = kt * 16 + j, c0 = s * 32, n = key < kl ? pl.D - c0 : 0;
         __m512 lo[3], hi[3];
-        split(_mm512_load_ps(row), pl.np, lo);
-        split(_mm512_load_ps(row + 16), pl.np, hi);
+        split(load16(p.k, p.dtype, off + key * p.k_stride[2] + c0, n), pl.np, lo);
+        split(load16(p.k, p.dtype, off + key * p.k_stride[2] + c0 + 16, n - 16), pl.np, hi);
         for (int q = 0; q < pl.np; ++q) w[q][j] = _mm512_castsi512_ps(narrow(lo[q], hi[q]));
       }
       for (int q = 0; q < pl.np; ++q) {
@@ -144,17 +150,17 @@ void pack_k(const Plan& pl, int64_t b, int64_t h, int64_t kt0, int64_t kt1) {
 // V tiles of one (b, kv head): tile (kc, part, ct) row r, word c = channel 16 ct + c of keys
 // 32 kc + 2r and + 1, as bf16 part `part`. Keys >= kl are zero.
 void pack_v(const Plan& pl, int64_t b, int64_t h, int64_t kc0, int64_t kc1) {
-  const Ctx& cx = *pl.cx;
-  const AttentionParams& p = *cx.p;
+  const AttentionParams& p = *pl.cx->p;
   const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
-  const float* vb = cx.vbase + b * cx.vs[0] + h * cx.vs[1];
+  const int64_t off = b * p.v_stride[0] + h * p.v_stride[1];
   uint16_t* out = pl.vp + (b * p.kv_heads + h) * pl.v_head;
   for (int64_t kc = kc0; kc < kc1; ++kc)
     for (int r = 0; r < 16; ++r) {
       const int64_t k0 = kc * 32 + 2 * r;
       for (int64_t ct = 0; ct < pl.CT; ++ct) {
-        const __m512 x0 = k0 < kl ? _mm512_loadu_ps(vb + k0 * cx.vs[2] + ct * 16) : _mm512_setzero_ps();
-        const __m512 x1 = k0 + 1 < kl ? _mm512_loadu_ps(vb + (k0 + 1) * cx.vs[2] + ct * 16) : _mm512_setzero_ps();
+        const int64_t n = pl.D - ct * 16;
+        const __m512 x0 = load16(p.v, p.dtype, off + k0 * p.v_stride[2] + ct * 16, k0 < kl ? n : 0);
+        const __m512 x1 = load16(p.v, p.dtype, off + (k0 + 1) * p.v_stride[2] + ct * 16, k0 + 1 < kl ? n : 0);
         __m512 a[3], c[3];
         split(x0, pl.np, a);
         split(x1, pl.np, c);
@@ -184,7 +190,7 @@ struct Scratch {
   float* s;       // [kRows][kKB] scores
   float* o;       // [QB][Dq] output accumulators
   float* lsum;    // [QB][16] per-row partial sums of P
-  float *m, *lim, *alpha, *mu;  // [QB] running max, key limit, rescale, subtracted max
+  float *m, *lim, *mu;  // [QB] running max, key limit, subtracted max
   explicit Scratch(const Plan& pl) {
     const int64_t QB = pl.QB;
     const int64_t n_qp = 3 * QB * pl.Dc / 2, n_pp = 3 * kRows * kKB / 2;  // in floats
@@ -197,28 +203,22 @@ struct Scratch {
     o = s + kRows * kKB;
     lsum = o + QB * pl.Dq;
     m = lsum + QB * 16;
-    lim = m + QB, alpha = lim + QB, mu = alpha + QB;
+    lim = m + QB, mu = lim + QB;
   }
 };
 
 // Q rows [r0, r0 + vrows) of (b, h) into qp parts; zero rows past vrows. (Unscaled: the scale
 // is applied to S in float32, so bfloat16 / float16 queries keep their one / two exact parts.)
 void pack_q(const Plan& pl, Scratch& w, int64_t b, int64_t h, int64_t r0, int64_t vrows) {
-  const Ctx& cx = *pl.cx;
-  const AttentionParams& p = *cx.p;
-  alignas(64) float row[512 + 32];
+  const AttentionParams& p = *pl.cx->p;
   const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1];
   for (int64_t i = 0; i < pl.QB; ++i) {
-    if (i < vrows) {
-      load_row(p.q, p.dtype, qoff + (r0 + i) * p.q_stride[2], pl.D, 1.0f, row);
-      std::fill(row + pl.D, row + pl.Dc, 0.0f);
-    } else {
-      std::fill(row, row + pl.Dc, 0.0f);
-    }
+    const int64_t row = qoff + (r0 + i) * p.q_stride[2];
     for (int64_t c = 0; c < pl.Dc; c += 32) {
+      const int64_t n = i < vrows ? pl.D - c : 0;
       __m512 lo[3], hi[3];
-      split(_mm512_load_ps(row + c), pl.np, lo);
-      split(_mm512_load_ps(row + c + 16), pl.np, hi);
+      split(load16(p.q, p.dtype, row + c, n), pl.np, lo);
+      split(load16(p.q, p.dtype, row + c + 16, n - 16), pl.np, hi);
       for (int q = 0; q < pl.np; ++q) _mm512_store_si512(w.qp + (q * pl.QB + i) * pl.Dc + c, narrow(lo[q], hi[q]));
     }
   }
@@ -302,53 +302,40 @@ void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t
   }
 }
 
-// Online-softmax step over S (sub-block rows [r, r + nrows), keys [c0, c0 + kKB)): scales S to
-// log2 units, masks keys at or past each row's limit when `masked`, moves the running max
-// (rescaling that row's O and sums), writes P = exp2(S - m) as bf16 parts into pp and adds it
-// to the row sums.
+// Online-softmax step over S (sub-block rows [r, r + nrows), keys [c0, c0 + kKB)), one pass per
+// row with the row in registers: scales S to log2 units, masks keys at or past the row's limit
+// when `masked`, moves the running max when the block's max exceeds it (rescaling the row's O
+// and sums; rare after the first blocks), writes P = exp2(S - m) as bf16 parts into pp and adds
+// it to the row's sums.
 void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows, bool masked) {
   const __m512 ninf = _mm512_set1_ps(kNegInf);
   const __m512 lane = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   const __m512 qs = _mm512_set1_ps(pl.cx->qscale);  // scores to log2 units
-  float *m = w.m + r, *lim = w.lim + r, *alpha = w.alpha + r, *mu = w.mu + r;
-  alignas(64) float mx[kRows];
   for (int i = 0; i < nrows; ++i) {
-    float* srow = w.s + i * kKB;
+    const float* srow = w.s + i * kKB;
+    float* lrow = w.lsum + (r + i) * 16;
     __m512 x[4];
     for (int v = 0; v < 4; ++v) {
       x[v] = _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs);
       if (masked) {
         const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
-        x[v] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, _mm512_set1_ps(lim[i]), _CMP_LT_OQ), ninf, x[v]);
+        x[v] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, _mm512_set1_ps(w.lim[r + i]), _CMP_LT_OQ), ninf, x[v]);
       }
-      _mm512_store_ps(srow + 16 * v, x[v]);
     }
-    mx[i] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(x[0], x[1]), _mm512_max_ps(x[2], x[3])));
-  }
-  for (int i = nrows; i < kRows; ++i) mx[i] = kNegInf;
-  // Running max, subtracted max (0 while a row has seen no key) and rescale factors, 16 rows at
-  // a time.
-  for (int c = 0; c < kRows; c += 16) {
-    const __m512 m_old = _mm512_load_ps(m + c);
-    const __m512 m_new = _mm512_max_ps(m_old, _mm512_load_ps(mx + c));
-    const __m512 sub = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, ninf, _CMP_EQ_OQ), _mm512_setzero_ps());
-    _mm512_store_ps(alpha + c, exp2_clamped(_mm512_sub_ps(m_old, sub)));
-    _mm512_store_ps(m + c, m_new);
-    _mm512_store_ps(mu + c, sub);
-  }
-  for (int i = 0; i < nrows; ++i) {
-    const float a = alpha[i];
-    float* lrow = w.lsum + (r + i) * 16;
-    if (a != 1.0f) {  // the max moved (or NaN): rescale this row's O and sums
-      const __m512 av = _mm512_set1_ps(a);
-      float* orow = w.o + (r + i) * pl.Dq;
-      for (int64_t c = 0; c < pl.Dq; c += 16) _mm512_store_ps(orow + c, _mm512_mul_ps(_mm512_load_ps(orow + c), av));
-      _mm512_store_ps(lrow, _mm512_mul_ps(_mm512_load_ps(lrow), av));
+    const float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(x[0], x[1]), _mm512_max_ps(x[2], x[3])));
+    const float m_old = w.m[r + i];
+    if (mx > m_old) {  // the max moved (NaN never does: its P is NaN below and reaches O)
+      if (m_old != kNegInf) {  // O and the sums are still zero while a row has seen no key
+        const __m512 av = _mm512_set1_ps(std::exp2(m_old - mx));
+        float* orow = w.o + (r + i) * pl.Dq;
+        for (int64_t c = 0; c < pl.Dq; c += 16) _mm512_store_ps(orow + c, _mm512_mul_ps(_mm512_load_ps(orow + c), av));
+        _mm512_store_ps(lrow, _mm512_mul_ps(_mm512_load_ps(lrow), av));
+      }
+      w.m[r + i] = w.mu[r + i] = mx;  // mu stays 0 for a row with no key yet: exp2(-inf - 0) = 0
     }
-    const __m512 mv = _mm512_set1_ps(mu[i]);
-    const float* srow = w.s + i * kKB;
+    const __m512 mv = _mm512_set1_ps(w.mu[r + i]);
     __m512 e[4];
-    for (int v = 0; v < 4; ++v) e[v] = exp2_clamped(_mm512_sub_ps(_mm512_load_ps(srow + 16 * v), mv));
+    for (int v = 0; v < 4; ++v) e[v] = exp2_clamped(_mm512_sub_ps(x[v], mv));
     _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow),
                                         _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]))));
     for (int v = 0; v < 4; v += 2) {
@@ -441,11 +428,15 @@ void forward_amx(const Ctx& cx_in) {
   pl.k_head = (pl.NK / 16) * pl.np * pl.ND * kTileElems;
   pl.v_head = (pl.NK / 32) * pl.np * pl.CT * kTileElems;
   const int64_t heads = p.batch * p.kv_heads;
-  // 64-byte aligned packed buffers (tile loads of aligned rows are fastest).
-  std::unique_ptr<uint16_t[]> kbuf(new uint16_t[heads * pl.k_head + 32]), vbuf(new uint16_t[heads * pl.v_head + 32]);
+  // 64-byte aligned packed buffers, kept by the calling thread from call to call: a fresh
+  // allocation of this size is fresh pages, and faulting them in cost more than a short call
+  // (decoder steps) itself.
+  static thread_local std::vector<uint16_t> kbuf, vbuf;
+  if (kbuf.size() < size_t(heads * pl.k_head + 32)) kbuf.resize(size_t(heads * pl.k_head + 32));
+  if (vbuf.size() < size_t(heads * pl.v_head + 32)) vbuf.resize(size_t(heads * pl.v_head + 32));
   auto align64 = [](uint16_t* q) { return q + (64 - (reinterpret_cast<uintptr_t>(q) & 63)) / 2 % 32; };
-  pl.kp = align64(kbuf.get());
-  pl.vp = align64(vbuf.get());
+  pl.kp = align64(kbuf.data());
+  pl.vp = align64(vbuf.data());
   const int64_t kts = pl.NK / 16, kcs = pl.NK / 32;
   parallel_for(heads * kts, std::max<int64_t>(1, 64 / pl.ND), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1;) {  // runs of key tiles within one head

@@ -3,6 +3,7 @@
 // sonicore's pool with the best ISA of this CPU.
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "attention_impl.h"
 #include "sonicore/cpu_features.h"
@@ -12,7 +13,6 @@ namespace sonicore {
 namespace attn {
 namespace {
 
-constexpr int64_t kAmxMinQueries = 16;
 
 // Portable copy (non-x86 CPUs, or SONICORE_ISA=scalar): 16-float vectors written with the
 // GCC/Clang vector extension, which the compiler lowers to the baseline SIMD (SSE2, NEON);
@@ -128,13 +128,19 @@ void check_common(const AttentionParams& p, bool need_v) {
     SONICORE_CHECK(p.q_lens[b] >= 0 && p.q_lens[b] <= p.q_len, "attention: q_lens out of range [0, Nq]");
 }
 
-// float32 copies of K and V where the kernel cannot read the caller's memory directly.
+// float32 copies of K and V where the kernel cannot read the caller's memory directly, in
+// buffers the calling thread keeps from call to call (fresh pages of a new allocation cost a
+// fault each, more than a decoder step's whole attention).
 struct Converted {
-  std::unique_ptr<float[]> k, v;
+  float* k = nullptr;
+  float* v = nullptr;
 };
 
-// Fills cx.kbase/ks and cx.vbase/vs: the caller's float32 rows when possible, else converted
-// rows (keys past kv_len are never read, so only valid keys are converted).
+float* reuse(std::vector<float>& buf, int64_t n) {
+  if (buf.size() < size_t(n)) buf.resize(size_t(n));
+  return buf.data();
+}
+
 Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& kern) {
   Converted cv;
   const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
@@ -144,24 +150,26 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kerne
     cx.kbase = static_cast<const float*>(p.k);
     for (int i = 0; i < 3; ++i) cx.ks[i] = p.k_stride[i];
   } else {
-    cv.k.reset(new float[heads * N * D]);
-    cx.kbase = cv.k.get();
+    static thread_local std::vector<float> kbuf;
+    cv.k = reuse(kbuf, heads * N * D);
+    cx.kbase = cv.k;
     cx.ks[0] = p.kv_heads * N * D, cx.ks[1] = N * D, cx.ks[2] = D;
   }
   if (need_v && v_direct) {
     cx.vbase = static_cast<const float*>(p.v);
     for (int i = 0; i < 3; ++i) cx.vs[i] = p.v_stride[i];
   } else if (need_v) {
-    cv.v.reset(new float[heads * N * Dp]);
-    cx.vbase = cv.v.get();
+    static thread_local std::vector<float> vbuf;
+    cv.v = reuse(vbuf, heads * N * Dp);
+    cx.vbase = cv.v;
     cx.vs[0] = p.kv_heads * N * Dp, cx.vs[1] = N * Dp, cx.vs[2] = Dp;
   }
   const bool conv_k = !k_direct, conv_v = need_v && !v_direct;
   if (!conv_k && !conv_v) return cv;
   constexpr int64_t kRows = 64;
   const int64_t chunks = (N + kRows - 1) / kRows;
-  float* kout = cv.k.get();
-  float* vout = cv.v.get();
+  float* kout = cv.k;
+  float* vout = cv.v;
   parallel_for(heads * chunks, std::max<int64_t>(1, 4096 / (kRows * std::max<int64_t>(1, D))), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t bh = i / chunks, c = i % chunks, b = bh / p.kv_heads, h = bh % p.kv_heads;
@@ -181,13 +189,13 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kerne
   return cv;
 }
 
-// The AMX kernel (attention_amx.cpp) when the CPU has it and the call has enough query rows to
-// amortise packing K and V into tiles: by default for bfloat16, where its one-product QK^T and
-// PV beat the AVX-512 kernel 1.4-1.6x; for every dtype when asked with isa = 3. float32 and
-// float16 need 6 / 4-5 part products for their precision and measured no faster than AVX-512
-// on a Sapphire Rapids core at head dim 64 (docs/attention.md).
+// The AMX kernel (attention_amx.cpp) when the CPU has it: by default for bfloat16, where its
+// one-product QK^T and PV beat the AVX-512 kernel 1.5-2x (and reading bf16 K/V straight into
+// tiles beats converting them, even for one query); for every dtype when asked with isa = 3.
+// float32 and float16 need 6 / 4-5 part products for their precision and measured slower than
+// AVX-512 on a Sapphire Rapids core at head dim 64 (docs/attention.md).
 bool use_amx(const AttentionParams& p) {
-  if (p.q_len < kAmxMinQueries || !cpu_has_amx()) return false;
+  if (!cpu_has_amx()) return false;
   return p.isa >= 3 || (p.isa < 0 && p.dtype == DType::bf16);
 }
 
@@ -219,8 +227,8 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.Mq = mq;
   cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
   const Kernels& kern = pick(p.isa);
+  if (use_amx(p)) return forward_amx(cx);  // reads q / k / v in their own dtype
   Converted cv = prepare_kv(p, cx, true, kern);
-  if (use_amx(p)) return forward_amx(cx);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }

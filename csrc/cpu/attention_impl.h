@@ -142,7 +142,14 @@ inline void load_row(const void* base, DType dt, int64_t offset, int64_t n, floa
     }
     default: {
       const uint16_t* s = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(s[i]) * scale;
+      int64_t i = 0;
+#if defined(__AVX2__)  // bf16 is the high half of a float32: widen and shift, 8 at a time
+      const __m256 sc = _mm256_set1_ps(scale);
+      for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))), 16)), sc));
+#endif
+      for (; i < n; ++i) dst[i] = bf16_to_float(s[i]) * scale;
       break;
     }
   }
