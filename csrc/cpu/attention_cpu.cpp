@@ -13,6 +13,8 @@ namespace sonicore {
 namespace attn {
 namespace {
 
+constexpr int64_t kMaxSubBlocks = 4;  // query sub-blocks sharing each K/V block (forward)
+
 
 // Portable copy (non-x86 CPUs, or SONICORE_ISA=scalar): 16-float vectors written with the
 // GCC/Clang vector extension, which the compiler lowers to the baseline SIMD (SSE2, NEON);
@@ -225,11 +227,15 @@ void attention_forward_cpu(const AttentionParams& p) {
   int64_t mq = kMaxQueryBlock;
   while (mq > kQueryChunk && bh * ((p.q_len + mq - 1) / mq) < 4 * num_threads()) mq -= kQueryChunk;
   cx.Mq = mq;
-  cx.nqb = (p.q_len + cx.Mq - 1) / cx.Mq;
+  // Sub-blocks per task: up to kMaxSubBlocks while that leaves 4 tasks per thread.
+  int64_t ns = kMaxSubBlocks;
+  while (ns > 1 && bh * ((p.q_len + mq * ns - 1) / (mq * ns)) < 4 * num_threads()) --ns;
+  cx.nsub = ns;
+  cx.nqb = (p.q_len + cx.Mq * ns - 1) / (cx.Mq * ns);
   const Kernels& kern = pick(p.isa);
   if (use_amx(p)) return forward_amx(cx);  // reads q / k / v in their own dtype
   Converted cv = prepare_kv(p, cx, true, kern);
-  parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
+  parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq * cx.nsub, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }
 

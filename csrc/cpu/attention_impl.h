@@ -30,8 +30,9 @@ constexpr int kMaxQueryBlock = 64;  // query rows per task (multiple of kQueryCh
 struct Ctx {
   const AttentionParams* p;
   int64_t Dp;              // head dim padded to 16
-  int64_t Mq;              // query rows per task (multiple of kQueryChunk)
-  int64_t nqb;             // query blocks per (b, head)
+  int64_t Mq;              // query rows per sub-block (multiple of kQueryChunk)
+  int64_t nsub = 1;        // sub-blocks per forward task (attention_probs: 1)
+  int64_t nqb;             // tasks per (b, head)
   const float* kbase;      // float32 K rows: (b, h, j) at kbase + b*ks[0] + h*ks[1] + j*ks[2]
   int64_t ks[3];
   const float* vbase;      // float32 V rows with Dp readable channels (zero past D), same addressing
@@ -524,83 +525,106 @@ struct FlushDenormals {
 #endif
 };
 
+// A task is (b, head, nsub sub-blocks of Mq query rows). Keys advance in blocks of key_block,
+// and each block serves every sub-block while it is in cache: K and V stream from memory once
+// per nsub * Mq rows (long sequences: K / V of a head no longer fit in L2) while each
+// sub-block's working set stays the size that fits L1.
 template <class V>
 void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
-  const int64_t Dp = cx.Dp, D = p.head_dim, Mq = cx.Mq, G = p.q_heads / p.kv_heads;
-  // Per-thread scratch: transposed Q, O accumulators, per-query statistics, one S^T tile.
-  std::unique_ptr<float[]> qt(new float[Mq * D]), os(new float[Mq * Dp]), row(new float[Dp]);
-  std::unique_ptr<float[]> ms(new float[Mq]), ls(new float[Mq]), alpha(new float[Mq]), limf(new float[Mq]);
+  const int64_t Dp = cx.Dp, D = p.head_dim, Mq = cx.Mq, G = p.q_heads / p.kv_heads, NS = cx.nsub;
+  // Per-thread scratch: per sub-block transposed Q, O accumulators, statistics; shared S^T tile.
+  std::unique_ptr<float[]> qt(new float[NS * Mq * D]), os(new float[NS * Mq * Dp]), row(new float[Dp]);
+  std::unique_ptr<float[]> ms(new float[NS * Mq]), ls(new float[NS * Mq]), limf(new float[NS * Mq]);
+  std::unique_ptr<float[]> alpha(new float[Mq]);
   const int64_t KB = cx.key_block;
   std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
   std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]);
+  std::unique_ptr<int64_t[]> vrows_sb(new int64_t[NS]), nq_sb(new int64_t[NS]), lim_min(new int64_t[NS]),
+      kend_sb(new int64_t[NS]);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
     const int64_t ql = p.q_lens ? p.q_lens[b] : p.q_len, kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
-    const int64_t r0 = qb * Mq, rows = std::min(Mq, p.q_len - r0);
-    const int64_t vrows = std::max<int64_t>(0, std::min(rows, ql - r0));
     const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
     float* lse = p.lse ? p.lse + (b * p.q_heads + h) * p.q_len : nullptr;
     const float* kb = cx.kbase + b * cx.ks[0] + (h / G) * cx.ks[1];
     const float* vb = cx.vbase + b * cx.vs[0] + (h / G) * cx.vs[1];
-    const int64_t nq = round_up(std::max<int64_t>(vrows, 1), kQueryChunk);
-
-    pack_qt<V>(p, b * p.q_stride[0] + h * p.q_stride[1], r0, vrows, nq, cx.qscale, row.get(), qt.get());
-    int64_t lim_min = kl;
-    for (int64_t i = 0; i < nq; ++i) {
-      const int64_t lim = i < vrows ? key_limit(p.causal, r0 + i, ql, kl) : 0;
-      if (i < vrows) lim_min = std::min(lim_min, lim);
-      limf[i] = float(lim);
-      ms[i] = kNegInf;
-      ls[i] = 0.0f;
+    const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1];
+    int64_t kend = 0;
+    for (int64_t sb = 0; sb < NS; ++sb) {
+      const int64_t r0 = (qb * NS + sb) * Mq, rows = std::max<int64_t>(0, std::min(Mq, p.q_len - r0));
+      const int64_t vrows = std::max<int64_t>(0, std::min(rows, ql - r0));
+      const int64_t nq = round_up(std::max<int64_t>(vrows, 1), kQueryChunk);
+      float* qt_s = qt.get() + sb * Mq * D;
+      vrows_sb[sb] = vrows;
+      nq_sb[sb] = nq;
+      if (vrows > 0) pack_qt<V>(p, qoff, r0, vrows, nq, cx.qscale, row.get(), qt_s);
+      int64_t lmin = kl;
+      for (int64_t i = 0; i < nq; ++i) {
+        const int64_t lim = i < vrows ? key_limit(p.causal, r0 + i, ql, kl) : 0;
+        if (i < vrows) lmin = std::min(lmin, lim);
+        limf[sb * Mq + i] = float(lim);
+        ms[sb * Mq + i] = kNegInf;
+        ls[sb * Mq + i] = 0.0f;
+      }
+      lim_min[sb] = lmin;
+      std::fill(os.get() + sb * Mq * Dp, os.get() + (sb * Mq + vrows) * Dp, 0.0f);
+      // Keys past the last valid row's limit are never visible to this sub-block.
+      kend_sb[sb] = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
+      kend = std::max(kend, kend_sb[sb]);
     }
-    std::fill(os.get(), os.get() + vrows * Dp, 0.0f);
-    // Keys past the last valid row's limit are never visible to this block.
-    const int64_t kend = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
     for (int64_t c0 = 0; c0 < kend; c0 += KB) {
-      const int64_t nk = std::min<int64_t>(KB, kend - c0);
       const float* kblk = kb + c0 * cx.ks[2];
       const float* vblk = vb + c0 * cx.vs[2];
-      // Rows past nk (the zero keys padding the last micro-tile) are never read again, so only
-      // blocks that cross some query's limit need the element-wise mask.
-      const bool masked = c0 + nk > lim_min;
-      // Lazy rescaling: once every query has a finite running max m (after the first block,
-      // which masked blocks never follow unmasked ones to undo), an unmasked block is
-      // exponentiated against that m as it stands, fused into the QK^T tiles, and m, l and O
-      // are left unscaled (alpha = 1). This is exact: l and O share the same m and the final
-      // O / l cancels it. It is taken only when every P of the block stays <= 2^16 (checked on
-      // the block sums; NaN fails the check), so nothing can overflow; a block whose scores
-      // outgrow m by more than that is recomputed the ordinary way, which moves m.
-      if (!masked && c0 > 0) {
-        for (int64_t i = 0; i < nq; ++i) {
-          negm[i] = ms[i] == kNegInf ? 0.0f : -ms[i];
-          bsum[i] = 0.0f;
+      for (int64_t sb = 0; sb < NS; ++sb) {
+        if (c0 >= kend_sb[sb]) continue;
+        const int64_t nk = std::min<int64_t>(KB, kend_sb[sb] - c0), nq = nq_sb[sb], vrows = vrows_sb[sb];
+        float* qt_s = qt.get() + sb * Mq * D;
+        float* os_s = os.get() + sb * Mq * Dp;
+        float *ms_s = ms.get() + sb * Mq, *ls_s = ls.get() + sb * Mq;
+        // Rows past nk (the zero keys padding the last micro-tile) are never read again, so only
+        // blocks that cross some query's limit need the element-wise mask.
+        const bool masked = c0 + nk > lim_min[sb];
+        // Lazy rescaling: once every query has a finite running max m (after the first block,
+        // which masked blocks never follow unmasked ones to undo), an unmasked block is
+        // exponentiated against that m as it stands, fused into the QK^T tiles, and m, l and O
+        // are left unscaled (alpha = 1). This is exact: l and O share the same m and the final
+        // O / l cancels it. It is taken only when every P of the block stays <= 2^16 (checked on
+        // the block sums; NaN fails the check), so nothing can overflow; a block whose scores
+        // outgrow m by more than that is recomputed the ordinary way, which moves m.
+        if (!masked && c0 > 0) {
+          for (int64_t i = 0; i < nq; ++i) {
+            negm[i] = ms_s[i] == kNegInf ? 0.0f : -ms_s[i];
+            bsum[i] = 0.0f;
+          }
+          qk_block<V, true>(kblk, cx.ks[2], nk, qt_s, nq, D, nq, st.get(), nq, ktail.get(), negm.get(), bsum.get());
+          bool ok = true;
+          for (int64_t i = 0; i < nq; ++i) ok &= bsum[i] <= 65536.0f;
+          if (ok) {
+            for (int64_t i = 0; i < nq; ++i) ls_s[i] += bsum[i];
+            pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os_s, nullptr, vrows);
+            continue;
+          }
         }
-        qk_block<V, true>(kblk, cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get(), negm.get(),
-                          bsum.get());
-        bool ok = true;
-        for (int64_t i = 0; i < nq; ++i) ok &= bsum[i] <= 65536.0f;
-        if (ok) {
-          for (int64_t i = 0; i < nq; ++i) ls[i] += bsum[i];
-          pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), nullptr, vrows);
-          continue;
-        }
+        qk_block<V>(kblk, cx.ks[2], nk, qt_s, nq, D, nq, st.get(), nq, ktail.get());
+        softmax_block<V>(st.get(), nq, nk, nq, float(c0), masked, limf.get() + sb * Mq, ms_s, ls_s, alpha.get());
+        pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os_s, alpha.get(), vrows);
       }
-      qk_block<V>(kblk, cx.ks[2], nk, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
-      softmax_block<V>(st.get(), nq, nk, nq, float(c0), masked, limf.get(), ms.get(), ls.get(), alpha.get());
-      pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os.get(), alpha.get(), vrows);
     }
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t o = ooff + (r0 + r) * p.out_stride[2];
-      const float l = r < vrows ? ls[r] : 0.0f;
-      if (l == 0.0f) {  // no visible key (or a padded query row)
-        store_row(p.out, p.dtype, o, D, nullptr, 0.0f);
-        if (lse) lse[r0 + r] = kNegInf;
-      } else {
-        store_row(p.out, p.dtype, o, D, os.get() + r * Dp, 1.0f / l);
-        if (lse) lse[r0 + r] = (ms[r] + std::log2(l)) * 0.69314718055994531f;
+    for (int64_t sb = 0; sb < NS; ++sb) {
+      const int64_t r0 = (qb * NS + sb) * Mq, rows = std::max<int64_t>(0, std::min(Mq, p.q_len - r0));
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t o = ooff + (r0 + r) * p.out_stride[2];
+        const float l = r < vrows_sb[sb] ? ls[sb * Mq + r] : 0.0f;
+        if (l == 0.0f) {  // no visible key (or a padded query row)
+          store_row(p.out, p.dtype, o, D, nullptr, 0.0f);
+          if (lse) lse[r0 + r] = kNegInf;
+        } else {
+          store_row(p.out, p.dtype, o, D, os.get() + (sb * Mq + r) * Dp, 1.0f / l);
+          if (lse) lse[r0 + r] = (ms[sb * Mq + r] + std::log2(l)) * 0.69314718055994531f;
+        }
       }
     }
   }
