@@ -130,6 +130,7 @@ int main() {
       {1, 2, 1, 97, 130, 64, false, false, DType::f32},   // GQA, awkward lengths
       {2, 3, 3, 70, 70, 40, true, true, DType::f32},      // head dim 40, padded batch
       {1, 1, 1, 1, 1, 16, false, false, DType::f32},      // one query, one key
+      {2, 8, 2, 300, 200, 64, true, true, DType::f32},    // 4 query sub-blocks per task, causal, lens
       {2, 2, 1, 150, 61, 80, true, true, DType::bf16},    // causal with Nq > Nk
       {1, 2, 2, 33, 300, 128, false, true, DType::bf16},  // one 32-row sub-block + one row
       {1, 1, 1, 260, 260, 256, true, false, DType::bf16}, // head dim 256, three sub-blocks
