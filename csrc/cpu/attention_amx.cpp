@@ -27,7 +27,7 @@
 #endif
 #include <immintrin.h>
 
-#include <vector>
+#include <cstring>
 
 #include "attention_impl.h"
 #include "sonicore/parallel.h"
@@ -181,6 +181,22 @@ inline __m512 exp2_clamped(__m512 x) {  // 2^x, 0 for -inf (see Avx512::exp2 in 
   y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
   return _mm512_scalef_ps(y, x);
 }
+
+// A growing buffer (not std::vector: this file is compiled for AVX-512 + AMX, and an out-of-line
+// std:: template instantiated here could be the copy the linker keeps for every other file).
+struct Buffer {
+  uint16_t* p = nullptr;
+  size_t n = 0;
+  ~Buffer() { delete[] p; }
+  uint16_t* get(size_t m) {
+    if (m > n) {
+      delete[] p;
+      p = new uint16_t[m];
+      n = m;
+    }
+    return p;
+  }
+};
 
 // Per-thread scratch of one task: QB query rows in kRows-row sub-blocks.
 struct Scratch {
@@ -383,8 +399,8 @@ void forward_tasks(const Plan& pl, int64_t t0, int64_t t1) {
       w.m[i] = kNegInf;
       w.mu[i] = 0.0f;
     }
-    std::fill(w.o, w.o + QB * pl.Dq, 0.0f);
-    std::fill(w.lsum, w.lsum + QB * 16, 0.0f);
+    std::memset(w.o, 0, sizeof(float) * QB * pl.Dq);
+    std::memset(w.lsum, 0, sizeof(float) * QB * 16);
     if (kend > 0) pack_q(pl, w, b, h, r0, vrows);
     for (int64_t c0 = 0; c0 < kend; c0 += kKB)
       for (int64_t sb = 0; sb < nsub; ++sb) {
@@ -431,12 +447,10 @@ void forward_amx(const Ctx& cx_in) {
   // 64-byte aligned packed buffers, kept by the calling thread from call to call: a fresh
   // allocation of this size is fresh pages, and faulting them in cost more than a short call
   // (decoder steps) itself.
-  static thread_local std::vector<uint16_t> kbuf, vbuf;
-  if (kbuf.size() < size_t(heads * pl.k_head + 32)) kbuf.resize(size_t(heads * pl.k_head + 32));
-  if (vbuf.size() < size_t(heads * pl.v_head + 32)) vbuf.resize(size_t(heads * pl.v_head + 32));
+  static thread_local Buffer kbuf, vbuf;
   auto align64 = [](uint16_t* q) { return q + (64 - (reinterpret_cast<uintptr_t>(q) & 63)) / 2 % 32; };
-  pl.kp = align64(kbuf.data());
-  pl.vp = align64(vbuf.data());
+  pl.kp = align64(kbuf.get(size_t(heads * pl.k_head + 32)));
+  pl.vp = align64(vbuf.get(size_t(heads * pl.v_head + 32)));
   const int64_t kts = pl.NK / 16, kcs = pl.NK / 32;
   parallel_for(heads * kts, std::max<int64_t>(1, 64 / pl.ND), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1;) {  // runs of key tiles within one head
