@@ -37,7 +37,8 @@ namespace attn {
 namespace {
 
 constexpr int kRows = 32;    // query rows per task: two 16-row tiles
-constexpr int kKB = 64;      // keys per online-softmax block
+constexpr int kKB = 64;      // keys per online-softmax block (128 measured no faster)
+constexpr int kVec = kKB / 16, kHalves = kKB / 32;  // 16-key vectors, 32-key tile columns
 constexpr int kTileElems = 512;  // one 1 KB tile of bf16
 
 // LDTILECFG's 64-byte operand (palette 1): eight 16-row x 64-byte tiles.
@@ -170,17 +171,6 @@ void pack_v(const Plan& pl, int64_t b, int64_t h, int64_t kc0, int64_t kc1) {
     }
 }
 
-inline __m512 exp2_clamped(__m512 x) {  // 2^x, 0 for -inf (see Avx512::exp2 in attention_avx512.cpp)
-  x = _mm512_max_ps(_mm512_set1_ps(-200.0f), x);
-  const __m512 f = _mm512_reduce_ps(x, 0x01);
-  __m512 y = _mm512_set1_ps(0.0018775766948238015f);
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.008989340625703335f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.05582631751894951f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.24015361070632935f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.6931530833244324f));
-  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
-  return _mm512_scalef_ps(y, x);
-}
 
 // A growing buffer (not std::vector: this file is compiled for AVX-512 + AMX, and an out-of-line
 // std:: template instantiated here could be the copy the linker keeps for every other file).
@@ -240,11 +230,11 @@ void pack_q(const Plan& pl, Scratch& w, int64_t b, int64_t h, int64_t r0, int64_
   }
 }
 
-// S = Q' K'^T for sub-block rows [r, r + 32) and keys [c0, c0 + kKB): two 32-key halves of
+// S = Q' K'^T for sub-block rows [r, r + 32) and keys [c0, c0 + kKB): 32-key column pairs of
 // 2 x 2 output tiles (one row of tiles when only the first 16 rows hold queries).
 void qk_block(const Plan& pl, Scratch& w, const uint16_t* kp, int64_t r, int64_t c0, bool two) {
   const int64_t lda = pl.Dc * 2, ldk = 64, lds = kKB * 4;
-  for (int half = 0; half < 2; ++half) {
+  for (int half = 0; half < kHalves; ++half) {
     const int64_t kt = (c0 + 32 * half) / 16;
     _tile_zero(0);
     _tile_zero(1);
@@ -293,7 +283,7 @@ void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t
       if (wide) _tile_loadd(3, o + 16 * pl.Dq + 16, ldo);
     }
     for (int i = 0; i < pl.pv.n; ++i)
-      for (int half = 0; half < 2; ++half) {
+      for (int half = 0; half < kHalves; ++half) {
         const uint16_t* pa = w.pp + pl.pv.a[i] * kRows * kKB + half * 32;
         const uint16_t* vb = vp + (((kc + half) * pl.np + pl.pv.b[i]) * pl.CT + ct) * kTileElems;
         _tile_loadd(4, pa, ldp);
@@ -330,15 +320,17 @@ void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows,
   for (int i = 0; i < nrows; ++i) {
     const float* srow = w.s + i * kKB;
     float* lrow = w.lsum + (r + i) * 16;
-    __m512 x[4];
-    for (int v = 0; v < 4; ++v) {
+    __m512 x[kVec];
+    for (int v = 0; v < kVec; ++v) {
       x[v] = _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs);
       if (masked) {
         const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
         x[v] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, _mm512_set1_ps(w.lim[r + i]), _CMP_LT_OQ), ninf, x[v]);
       }
     }
-    const float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(x[0], x[1]), _mm512_max_ps(x[2], x[3])));
+    __m512 mxv = x[0];
+    for (int v = 1; v < kVec; ++v) mxv = _mm512_max_ps(mxv, x[v]);
+    const float mx = _mm512_reduce_max_ps(mxv);
     const float m_old = w.m[r + i];
     if (mx > m_old) {  // the max moved (NaN never does: its P is NaN below and reaches O)
       if (m_old != kNegInf) {  // O and the sums are still zero while a row has seen no key
@@ -350,11 +342,12 @@ void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows,
       w.m[r + i] = w.mu[r + i] = mx;  // mu stays 0 for a row with no key yet: exp2(-inf - 0) = 0
     }
     const __m512 mv = _mm512_set1_ps(w.mu[r + i]);
-    __m512 e[4];
-    for (int v = 0; v < 4; ++v) e[v] = exp2_clamped(_mm512_sub_ps(x[v], mv));
-    _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow),
-                                        _mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3]))));
-    for (int v = 0; v < 4; v += 2) {
+    __m512 e[kVec];
+    for (int v = 0; v < kVec; ++v) e[v] = exp2_avx512_clamped(_mm512_sub_ps(x[v], mv));
+    __m512 sum = e[0];
+    for (int v = 1; v < kVec; ++v) sum = _mm512_add_ps(sum, e[v]);
+    _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow), sum));
+    for (int v = 0; v < kVec; v += 2) {
       __m512 lo[3], hi[3];
       split(e[v], pl.npp, lo);
       split(e[v + 1], pl.npp, hi);

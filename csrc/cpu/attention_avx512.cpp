@@ -46,24 +46,8 @@ struct Avx512 {
     transpose16x16(r);
     for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, _mm512_mul_ps(r[i], sc));
   }
-  // 2^x = 2^floor(x) * 2^f with f = x - floor(x) in [0, 1): vreduceps gives f in one
-  // instruction, a degree-5 polynomial fitted for relative error gives 2^f, and
-  // vscalefps multiplies by 2^floor(x) itself (it floors its second operand), so no separate
-  // rounding or subtraction is needed. Large negative x underflows to exactly 0 (FTZ is on
-  // while the kernel runs); NaN stays NaN.
-  static reg exp2_finite(reg x) {
-    const reg f = _mm512_reduce_ps(x, 0x01);  // x - floor(x): 0 fraction bits kept, round down
-    reg y = _mm512_set1_ps(0.0018775766948238015f);
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.008989340625703335f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.05582631751894951f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.24015361070632935f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.6931530833244324f));
-    y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
-    return _mm512_scalef_ps(y, x);
-  }
-  // 2^x also for x = -inf (masked scores): clamped to -200 first, whose 2^x rounds to exactly 0.
-  // max(c, x) returns x when x is NaN, so NaN survives.
-  static reg exp2(reg x) { return exp2_finite(_mm512_max_ps(_mm512_set1_ps(-200.0f), x)); }
+  static reg exp2_finite(reg x) { return exp2_avx512(x); }
+  static reg exp2(reg x) { return exp2_avx512_clamped(x); }
 };
 
 }  // namespace

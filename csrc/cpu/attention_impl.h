@@ -188,6 +188,26 @@ inline void store_row(void* base, DType dt, int64_t offset, int64_t n, const flo
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
 #if defined(__AVX512F__)
+// 2^x = 2^floor(x) * 2^f with f = x - floor(x) in [0, 1): vreduceps gives f in one instruction
+// (AVX512DQ), a degree-5 polynomial fitted for relative error (1.5e-7) gives 2^f, and vscalefps
+// multiplies by 2^floor(x) itself (it floors its second operand), so no separate rounding or
+// subtraction is needed. Large negative x underflows to exactly 0 (FTZ is on while the kernels
+// run); NaN stays NaN.
+inline __m512 exp2_avx512(__m512 x) {
+  const __m512 f = _mm512_reduce_ps(x, 0x01);  // x - floor(x): 0 fraction bits kept, round down
+  __m512 y = _mm512_set1_ps(0.0018775766948238015f);
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.008989340625703335f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.05582631751894951f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.24015361070632935f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.6931530833244324f));
+  y = _mm512_fmadd_ps(y, f, _mm512_set1_ps(0.9999999403953552f));
+  return _mm512_scalef_ps(y, x);
+}
+
+// The same for x = -inf too (masked scores): clamped to -200 first, whose 2^x rounds to exactly
+// 0. max(c, x) returns x when x is NaN, so NaN survives.
+inline __m512 exp2_avx512_clamped(__m512 x) { return exp2_avx512(_mm512_max_ps(_mm512_set1_ps(-200.0f), x)); }
+
 // In-register transpose of a 16 x 16 block of 32-bit lanes (lane j of r[i] moves to lane i of
 // r[j]): 32-bit then 64-bit interleaves inside 128-bit lanes, then two rounds of 128-bit lane
 // shuffles. Pure data movement, so it serves float32 values and packed bf16 pairs alike.
