@@ -19,12 +19,6 @@
 // (pairs of channels in each 32-bit word, a 16 x 16 word transpose), V per part as 32-key x
 // 16-channel B tiles (pairs of keys in each word).
 #if defined(SONICORE_HAVE_AMX_KERNELS) && (defined(__x86_64__) || defined(__i386__))
-// GCC 12's false "(may be) used uninitialized" inside its own AVX-512 intrinsics (see
-// attention_avx512.cpp).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 #include <immintrin.h>
 
 #include <cstring>
@@ -123,13 +117,21 @@ struct Plan {
   Plan(int np_, int pp) : np(np_), npp(pp), qk(np_, np_), pv(pp, np_) {}
 };
 
+// Valid keys of batch entry b, and where the packed tiles of its kv head h start.
+struct HeadTiles {
+  int64_t kl;
+  uint16_t* out;
+};
+inline HeadTiles head_tiles(const AttentionParams& p, int64_t b, int64_t h, uint16_t* base, int64_t per_head) {
+  return {p.kv_lens ? p.kv_lens[b] : p.kv_len, base + (b * p.kv_heads + h) * per_head};
+}
+
 // K tiles of one (b, kv head): tile (kt, part, step) row r, word j = channels
 // (32 step + 2r, +1) of key 16 kt + j, as bf16 part `part`. Keys >= kl are zero.
 void pack_k(const Plan& pl, int64_t b, int64_t h, int64_t kt0, int64_t kt1) {
   const AttentionParams& p = *pl.cx->p;
-  const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
+  const auto [kl, out] = head_tiles(p, b, h, pl.kp, pl.k_head);
   const int64_t off = b * p.k_stride[0] + h * p.k_stride[1];
-  uint16_t* out = pl.kp + (b * p.kv_heads + h) * pl.k_head;
   for (int64_t kt = kt0; kt < kt1; ++kt)
     for (int64_t s = 0; s < pl.ND; ++s) {
       __m512 w[3][16];
@@ -152,9 +154,8 @@ void pack_k(const Plan& pl, int64_t b, int64_t h, int64_t kt0, int64_t kt1) {
 // 32 kc + 2r and + 1, as bf16 part `part`. Keys >= kl are zero.
 void pack_v(const Plan& pl, int64_t b, int64_t h, int64_t kc0, int64_t kc1) {
   const AttentionParams& p = *pl.cx->p;
-  const int64_t kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
+  const auto [kl, out] = head_tiles(p, b, h, pl.vp, pl.v_head);
   const int64_t off = b * p.v_stride[0] + h * p.v_stride[1];
-  uint16_t* out = pl.vp + (b * p.kv_heads + h) * pl.v_head;
   for (int64_t kc = kc0; kc < kc1; ++kc)
     for (int r = 0; r < 16; ++r) {
       const int64_t k0 = kc * 32 + 2 * r;

@@ -1,12 +1,6 @@
 // AVX-512 instantiation of the CPU attention kernel (compiled with -mavx512f ... by CMake).
 // Only x86 builds compile this copy; pick() never asks for it elsewhere.
 #if defined(__x86_64__) || defined(__i386__)
-// GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512 mask and
-// reduce intrinsics (avx512fintrin.h: _mm512_undefined_ps); they are not about this file's code.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 #include <immintrin.h>
 
 #include "attention_impl.h"

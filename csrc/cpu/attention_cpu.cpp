@@ -130,31 +130,25 @@ void check_common(const AttentionParams& p, bool need_v) {
     SONICORE_CHECK(p.q_lens[b] >= 0 && p.q_lens[b] <= p.q_len, "attention: q_lens out of range [0, Nq]");
 }
 
-// float32 copies of K and V where the kernel cannot read the caller's memory directly, in
+// float32 copies of K and V where the kernel cannot read the caller's memory directly go to
 // buffers the calling thread keeps from call to call (fresh pages of a new allocation cost a
 // fault each, more than a decoder step's whole attention).
-struct Converted {
-  float* k = nullptr;
-  float* v = nullptr;
-};
-
 float* reuse(std::vector<float>& buf, int64_t n) {
   if (buf.size() < size_t(n)) buf.resize(size_t(n));
   return buf.data();
 }
 
-Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& kern) {
-  Converted cv;
+void prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& kern) {
   const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
   const bool k_direct = p.dtype == DType::f32;
   const bool v_direct = p.dtype == DType::f32 && D % 16 == 0;
+  float *kout = nullptr, *vout = nullptr;  // the copies, where made
   if (k_direct) {
     cx.kbase = static_cast<const float*>(p.k);
     for (int i = 0; i < 3; ++i) cx.ks[i] = p.k_stride[i];
   } else {
     static thread_local std::vector<float> kbuf;
-    cv.k = reuse(kbuf, heads * N * D);
-    cx.kbase = cv.k;
+    cx.kbase = kout = reuse(kbuf, heads * N * D);
     cx.ks[0] = p.kv_heads * N * D, cx.ks[1] = N * D, cx.ks[2] = D;
   }
   if (need_v && v_direct) {
@@ -162,16 +156,13 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kerne
     for (int i = 0; i < 3; ++i) cx.vs[i] = p.v_stride[i];
   } else if (need_v) {
     static thread_local std::vector<float> vbuf;
-    cv.v = reuse(vbuf, heads * N * Dp);
-    cx.vbase = cv.v;
+    cx.vbase = vout = reuse(vbuf, heads * N * Dp);
     cx.vs[0] = p.kv_heads * N * Dp, cx.vs[1] = N * Dp, cx.vs[2] = Dp;
   }
   const bool conv_k = !k_direct, conv_v = need_v && !v_direct;
-  if (!conv_k && !conv_v) return cv;
+  if (!conv_k && !conv_v) return;
   constexpr int64_t kRows = 64;
   const int64_t chunks = (N + kRows - 1) / kRows;
-  float* kout = cv.k;
-  float* vout = cv.v;
   parallel_for(heads * chunks, std::max<int64_t>(1, 4096 / (kRows * std::max<int64_t>(1, D))), [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t bh = i / chunks, c = i % chunks, b = bh / p.kv_heads, h = bh % p.kv_heads;
@@ -188,7 +179,6 @@ Converted prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kerne
       }
     }
   });
-  return cv;
 }
 
 // The AMX kernel (attention_amx.cpp) when the CPU has it: by default for bfloat16, where its
@@ -234,7 +224,7 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nqb = (p.q_len + cx.Mq * ns - 1) / (cx.Mq * ns);
   const Kernels& kern = pick(p.isa);
   if (use_amx(p)) return forward_amx(cx);  // reads q / k / v in their own dtype
-  Converted cv = prepare_kv(p, cx, true, kern);
+  prepare_kv(p, cx, true, kern);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq * cx.nsub, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
 }
@@ -256,7 +246,7 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
   cx.num_heads = num_heads;
   cx.probs = probs;
   const Kernels& kern = pick(p.isa);
-  Converted cv = prepare_kv(p, cx, false, kern);
+  prepare_kv(p, cx, false, kern);
   parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
 }

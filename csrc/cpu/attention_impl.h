@@ -7,6 +7,12 @@
 // bfloat16 ones (and V whose D is not a multiple of 16) are converted once by the driver into
 // float32 rows (V zero-padded to Dp = D rounded up to 16 channels).
 #pragma once
+// GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512 mask and
+// reduce intrinsics (avx512fintrin.h: _mm512_undefined_ps); they are not about this code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
