@@ -22,6 +22,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <initializer_list>
 
 #include "attention_impl.h"
 #include "sonicore/parallel.h"
@@ -178,16 +179,24 @@ void pack_v(const Plan& pl, int64_t b, int64_t h, int64_t kc0, int64_t kc1) {
 struct Buffer {
   uint16_t* p = nullptr;
   size_t n = 0;
-  ~Buffer() { delete[] p; }
+  ~Buffer() { release(); }
   uint16_t* get(size_t m) {
     if (m > n) {
-      delete[] p;
+      release();
       p = new uint16_t[m];
       n = m;
     }
     return p;
   }
+  void release() {
+    delete[] p;
+    p = nullptr;
+    n = 0;
+  }
 };
+
+// Packed K / V above this size are freed after their call rather than kept for the next one.
+constexpr size_t kKeepBytes = size_t(64) << 20;
 
 // Per-thread scratch of one task: QB query rows in kRows-row sub-blocks.
 struct Scratch {
@@ -438,9 +447,9 @@ void forward_amx(const Ctx& cx_in) {
   pl.k_head = (pl.NK / 16) * pl.np * pl.ND * kTileElems;
   pl.v_head = (pl.NK / 32) * pl.np * pl.CT * kTileElems;
   const int64_t heads = p.batch * p.kv_heads;
-  // 64-byte aligned packed buffers, kept by the calling thread from call to call: a fresh
-  // allocation of this size is fresh pages, and faulting them in cost more than a short call
-  // (decoder steps) itself.
+  // 64-byte aligned packed buffers, kept by the calling thread from call to call up to
+  // kKeepBytes: a fresh allocation is fresh pages, and faulting them in cost more than a short
+  // call (decoder steps) itself.
   static thread_local Buffer kbuf, vbuf;
   auto align64 = [](uint16_t* q) { return q + (64 - (reinterpret_cast<uintptr_t>(q) & 63)) / 2 % 32; };
   pl.kp = align64(kbuf.get(size_t(heads * pl.k_head + 32)));
@@ -470,6 +479,8 @@ void forward_amx(const Ctx& cx_in) {
   const int64_t macs = std::max<int64_t>(1, qb * std::max<int64_t>(1, p.kv_len) * p.head_dim);
   parallel_for(bh * cx.nqb, std::max<int64_t>(1, (int64_t(1) << 20) / macs),
                [&](int64_t t0, int64_t t1) { forward_tasks(pl, t0, t1); });
+  for (Buffer* b : {&kbuf, &vbuf})
+    if (b->n * sizeof(uint16_t) > kKeepBytes) b->release();
 }
 
 }  // namespace attn

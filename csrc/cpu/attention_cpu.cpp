@@ -2,6 +2,7 @@
 // float32 already, then runs the tiled forward over (batch x heads x query blocks) on
 // sonicore's pool with the best ISA of this CPU.
 #include <algorithm>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -132,11 +133,23 @@ void check_common(const AttentionParams& p, bool need_v) {
 
 // float32 copies of K and V where the kernel cannot read the caller's memory directly go to
 // buffers the calling thread keeps from call to call (fresh pages of a new allocation cost a
-// fault each, more than a decoder step's whole attention).
+// fault each, more than a decoder step's whole attention); copies above kKeepBytes are freed
+// after their call instead (their faults are noise next to such a call).
+constexpr size_t kKeepBytes = size_t(64) << 20;
+thread_local std::vector<float> k_copy, v_copy;
+
 float* reuse(std::vector<float>& buf, int64_t n) {
   if (buf.size() < size_t(n)) buf.resize(size_t(n));
   return buf.data();
 }
+
+// Frees the copies of a call that needed large ones (run when the call is done).
+struct TrimCopies {
+  ~TrimCopies() {
+    for (auto* b : {&k_copy, &v_copy})
+      if (b->size() * sizeof(float) > kKeepBytes) std::vector<float>().swap(*b);
+  }
+};
 
 void prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& kern) {
   const int64_t D = p.head_dim, Dp = cx.Dp, heads = p.batch * p.kv_heads, N = p.kv_len;
@@ -147,16 +160,14 @@ void prepare_kv(const AttentionParams& p, Ctx& cx, bool need_v, const Kernels& k
     cx.kbase = static_cast<const float*>(p.k);
     for (int i = 0; i < 3; ++i) cx.ks[i] = p.k_stride[i];
   } else {
-    static thread_local std::vector<float> kbuf;
-    cx.kbase = kout = reuse(kbuf, heads * N * D);
+    cx.kbase = kout = reuse(k_copy, heads * N * D);
     cx.ks[0] = p.kv_heads * N * D, cx.ks[1] = N * D, cx.ks[2] = D;
   }
   if (need_v && v_direct) {
     cx.vbase = static_cast<const float*>(p.v);
     for (int i = 0; i < 3; ++i) cx.vs[i] = p.v_stride[i];
   } else if (need_v) {
-    static thread_local std::vector<float> vbuf;
-    cx.vbase = vout = reuse(vbuf, heads * N * Dp);
+    cx.vbase = vout = reuse(v_copy, heads * N * Dp);
     cx.vs[0] = p.kv_heads * N * Dp, cx.vs[1] = N * Dp, cx.vs[2] = Dp;
   }
   const bool conv_k = !k_direct, conv_v = need_v && !v_direct;
@@ -224,6 +235,7 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nqb = (p.q_len + cx.Mq * ns - 1) / (cx.Mq * ns);
   const Kernels& kern = pick(p.isa);
   if (use_amx(p)) return forward_amx(cx);  // reads q / k / v in their own dtype
+  TrimCopies trim;
   prepare_kv(p, cx, true, kern);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq * cx.nsub, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.forward(cx, t0, t1); });
@@ -246,6 +258,7 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
   cx.num_heads = num_heads;
   cx.probs = probs;
   const Kernels& kern = pick(p.isa);
+  TrimCopies trim;
   prepare_kv(p, cx, false, kern);
   parallel_for(p.batch * num_heads * cx.nqb, task_grain(std::min(cx.Mq, p.q_len), p),
                [&](int64_t t0, int64_t t1) { kern.probs(cx, t0, t1); });
