@@ -21,6 +21,7 @@
 #if defined(SONICORE_HAVE_AMX_KERNELS) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 
+#include <atomic>
 #include <cstring>
 #include <initializer_list>
 
@@ -428,14 +429,40 @@ void forward_tasks(const Plan& pl, int64_t t0, int64_t t1) {
   }
 }
 
+// Whether every valid row of q, k and v is finite. The part split is exact for finite values
+// only: +-inf leaves an inf - inf remainder, and a zero part times an infinite one is NaN where
+// float32 arithmetic gives +-inf (and, after the softmax, possibly a finite row).
+bool inputs_finite(const AttentionParams& p) {
+  std::atomic<bool> ok{true};
+  const int64_t D = p.head_dim;
+  auto scan = [&](const void* base, const int64_t* st, int64_t heads, int64_t len, const int32_t* lens) {
+    parallel_for(p.batch * heads, 1, [&](int64_t i0, int64_t i1) {
+      __mmask16 bad = 0;
+      for (int64_t i = i0; i < i1 && ok.load(std::memory_order_relaxed); ++i) {
+        const int64_t b = i / heads, h = i % heads, n = lens ? lens[b] : len;
+        for (int64_t j = 0; j < n; ++j)
+          for (int64_t c = 0; c < D; c += 16)
+            bad |= _mm512_fpclass_ps_mask(load16(base, p.dtype, b * st[0] + h * st[1] + j * st[2] + c, D - c),
+                                          0x99);  // NaN, +inf, -inf
+        if (bad) ok = false;
+      }
+    });
+  };
+  scan(p.q, p.q_stride, p.q_heads, p.q_len, p.q_lens);
+  scan(p.k, p.k_stride, p.kv_heads, p.kv_len, p.kv_lens);
+  scan(p.v, p.v_stride, p.kv_heads, p.kv_len, p.kv_lens);
+  return ok;
+}
+
 }  // namespace
 
-void forward_amx(const Ctx& cx_in) {
+bool forward_amx(const Ctx& cx_in) {
   Ctx cx = cx_in;
   const AttentionParams& p = *cx.p;
   // P (float32) in three parts next to float32 values; next to float16 / bfloat16 ones as many
   // parts as theirs plus one (bfloat16: one part, rounded, as the GPU flash kernels keep P).
   const int np = parts_of(p.dtype);
+  if (np > 1 && !inputs_finite(p)) return false;
   Plan pl(np, np == 1 ? 1 : 3);
   pl.cx = &cx;
   pl.D = p.head_dim;
@@ -481,6 +508,7 @@ void forward_amx(const Ctx& cx_in) {
                [&](int64_t t0, int64_t t1) { forward_tasks(pl, t0, t1); });
   for (Buffer* b : {&kbuf, &vbuf})
     if (b->n * sizeof(uint16_t) > kKeepBytes) b->release();
+  return true;
 }
 
 }  // namespace attn

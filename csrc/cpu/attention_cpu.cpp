@@ -234,7 +234,7 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nsub = ns;
   cx.nqb = (p.q_len + cx.Mq * ns - 1) / (cx.Mq * ns);
   const Kernels& kern = pick(p.isa);
-  if (use_amx(p)) return forward_amx(cx);  // reads q / k / v in their own dtype
+  if (use_amx(p) && forward_amx(cx)) return;  // reads q / k / v in their own dtype
   TrimCopies trim;
   prepare_kv(p, cx, true, kern);
   parallel_for(bh * cx.nqb, task_grain(std::min(cx.Mq * cx.nsub, p.q_len), p),

@@ -61,8 +61,9 @@ struct Kernels {
 const Kernels& kernels_avx2();
 const Kernels& kernels_avx512();
 // The AMX forward (attention_amx.cpp; only when cpu_has_amx()): packs K / V for the tiles, then
-// runs (batch x heads x 32-row query blocks) tasks on the pool.
-void forward_amx(const Ctx& cx);
+// runs (batch x heads x query blocks) tasks on the pool. Returns false, having done nothing,
+// for a call it declines (non-finite inputs in a dtype it splits into parts).
+bool forward_amx(const Ctx& cx);
 
 }  // namespace attn
 }  // namespace sonicore
