@@ -2,22 +2,25 @@
 // -mamx-bf16 -mavx512bf16 by CMake, offered only when cpu_has_amx()).
 //
 // The tile unit multiplies bf16 matrices into float32 accumulators, 16 x 16 x 32 per
-// instruction (TDPBF16PS, ~15x the float32 FMA rate of AVX-512). To keep float32 accuracy every
-// operand is split exactly into bf16 parts by truncation, x = x0 + x1 + x2 (x0 the top 8
-// significant bits, x1 the next 8, x2 the rest, each exactly a bf16), and a product x * y is
-// summed from the part products x_i * y_j with i + j <= 2: the dropped ones are below
-// 2^-24 |x y|, the float32 rounding level. float16 inputs need two parts, bfloat16 one; the
-// softmax weights P (float32) always three. So float32 QK^T and PV take 6 tile products each,
-// bfloat16 1 and 3: still 2.5x (float32) to 10x the AVX-512 multiply-add rate.
+// instruction (TDPBF16PS, ~15x the float32 FMA rate of AVX-512 on this class of CPU). bfloat16
+// inputs are exact in bf16: QK^T is one tile product, and P is rounded to bf16 for PV (as the GPU
+// flash kernels do). Other dtypes (only when asked, isa = 3: measured slower than AVX-512 at head
+// dim 64) are split exactly into bf16 parts by truncation, x = x0 + x1 + x2 (x0 the top 8
+// significant bits, x1 the next 8, x2 the rest), and a product x * y is summed from the part
+// products x_i * y_j with i + j <= 2 (the dropped ones are below 2^-24 |x y|): 6 tile products
+// each for float32 QK^T and PV, P split in three too. The split is exact for finite values only,
+// so such calls with NaN / inf inputs are declined (forward_amx returns false).
 //
-// A task is (b, head, 32 query rows) = two 16-row tiles; keys go 64 at a time through an exact
-// online softmax (running max per row, O rescaled in memory when the max moves). Per block:
+// A task is (b, head, up to 128 query rows) in 32-row sub-blocks (two 16-row tiles); keys go
+// 64 at a time, each key block serving every sub-block while it is in cache. Per sub-block and
+// key block:
 //   S (32 x 64) = Q' K'^T on tiles 0-3 (2 x 2 output tiles per 32 keys), stored to memory;
-//   softmax on AVX-512 rows: mask, row max, P = exp2(S - m), row sums, split P into parts;
+//   one pass per row on AVX-512: scale, mask, row max (O and the row sums rescaled in memory
+//   when it moves), P = exp2(S - m), row sums, P into bf16 parts;
 //   O (32 x Dq) += P' V' on tiles 0-3, loaded from / stored to the float32 O rows.
-// K and V are packed once per call into tile layout: K per part as 16-key x 32-channel B tiles
-// (pairs of channels in each 32-bit word, a 16 x 16 word transpose), V per part as 32-key x
-// 16-channel B tiles (pairs of keys in each word).
+// K and V are read in their own dtype and packed once per call into tile layout: K per part as
+// 16-key x 32-channel B tiles (pairs of channels in each 32-bit word, a 16 x 16 word transpose),
+// V per part as 32-key x 16-channel B tiles (pairs of keys in each word).
 #if defined(SONICORE_HAVE_AMX_KERNELS) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 
@@ -32,7 +35,7 @@ namespace sonicore {
 namespace attn {
 namespace {
 
-constexpr int kRows = 32;    // query rows per task: two 16-row tiles
+constexpr int kRows = 32;    // query rows per sub-block: two 16-row tiles
 constexpr int kKB = 64;      // keys per online-softmax block (128 measured no faster)
 constexpr int kVec = kKB / 16, kHalves = kKB / 32;  // 16-key vectors, 32-key tile columns
 constexpr int kTileElems = 512;  // one 1 KB tile of bf16
