@@ -274,3 +274,19 @@ def test_binding_rejects_inconsistent_buffers():
         C.attention_forward(q, q, q, q.copy(), None, "float32", 1.0, False, None, np.array([9], np.int32))
     with pytest.raises(ValueError, match="contiguous last axis"):
         C.attention_forward(q[..., ::2], q[..., ::2], q[..., ::2], q[..., ::2].copy(), None, "float32", 1.0, False)
+
+
+def test_sonicore_isa_caps_turn_amx_off():
+    """SONICORE_ISA=scalar|avx2|avx512 turns the AMX kernel off; "amx", empty or unknown values
+    leave the machine's best (read once per process, hence subprocesses)."""
+    import os
+    import subprocess
+    script = "from sonicore import _backend; print(_backend.C.cpu_has_amx())"
+    has = {}
+    for value in ("avx512", "avx2", "amx", "", "bogus"):
+        env = dict(os.environ, SONICORE_ISA=value)
+        res = subprocess.run([sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True)
+        has[value] = res.stdout.strip() == "True"
+    best = bool(_backend.C.cpu_has_amx()) if not os.environ.get("SONICORE_ISA") else has["amx"]
+    assert not has["avx512"] and not has["avx2"]
+    assert has["amx"] == has[""] == has["bogus"] == best

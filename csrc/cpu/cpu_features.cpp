@@ -1,6 +1,7 @@
 #include "sonicore/cpu_features.h"
 
 #include <cstdlib>
+#include <initializer_list>
 #include <cstring>
 #if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
@@ -48,8 +49,9 @@ const char* isa_name(Isa isa) {
 #if defined(SONICORE_HAVE_AMX_KERNELS)
 static bool detect_amx() {
   if (cpu_isa() != Isa::avx512) return false;
-  if (const char* env = std::getenv("SONICORE_ISA"))
-    if (std::strcmp(env, "amx") != 0) return false;  // any lower cap turns AMX off
+  if (const char* env = std::getenv("SONICORE_ISA"))  // a lower cap turns AMX off
+    for (const char* lower : {"scalar", "avx2", "avx512"})
+      if (!std::strcmp(env, lower)) return false;
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
   const bool tile = d & (1u << 24), bf16 = d & (1u << 22);
