@@ -177,7 +177,6 @@ void pack_v(const Plan& pl, int64_t b, int64_t h, int64_t kc0, int64_t kc1) {
     }
 }
 
-
 // A growing buffer (not std::vector: this file is compiled for AVX-512 + AMX, and an out-of-line
 // std:: template instantiated here could be the copy the linker keeps for every other file).
 struct Buffer {
@@ -214,7 +213,7 @@ struct Scratch {
   explicit Scratch(const Plan& pl) {
     const int64_t QB = pl.QB;
     const int64_t n_qp = 3 * QB * pl.Dc / 2, n_pp = 3 * kRows * kKB / 2;  // in floats
-    const int64_t n = n_qp + n_pp + kRows * kKB + QB * pl.Dq + QB * 16 + 4 * QB + 16;
+    const int64_t n = n_qp + n_pp + kRows * kKB + QB * pl.Dq + QB * 16 + 3 * QB + 16;
     raw.reset(new float[n]);
     float* base = raw.get() + (64 - (reinterpret_cast<uintptr_t>(raw.get()) & 63)) / 4 % 16;  // 64-byte aligned
     qp = reinterpret_cast<uint16_t*>(base);
@@ -418,17 +417,9 @@ void forward_tasks(const Plan& pl, int64_t t0, int64_t t1) {
         softmax_block(pl, w, r, c0, two ? kRows : 16, c0 + kKB > lim_min[sb]);
         pv_block(pl, w, vp, r, c0, two);
       }
-    for (int64_t i = 0; i < rows; ++i) {
-      const int64_t o = ooff + (r0 + i) * p.out_stride[2];
-      const float l = i < vrows ? _mm512_reduce_add_ps(_mm512_load_ps(w.lsum + i * 16)) : 0.0f;
-      if (l == 0.0f) {  // no visible key (or a padded query row)
-        store_row(p.out, p.dtype, o, pl.D, nullptr, 0.0f);
-        if (lse) lse[r0 + i] = kNegInf;
-      } else {
-        store_row(p.out, p.dtype, o, pl.D, w.o + i * pl.Dq, 1.0f / l);
-        if (lse) lse[r0 + i] = (w.mu[i] + std::log2(l)) * 0.69314718055994531f;
-      }
-    }
+    for (int64_t i = 0; i < rows; ++i)
+      write_row(p, ooff + (r0 + i) * p.out_stride[2], lse, r0 + i, w.o + i * pl.Dq,
+                i < vrows ? _mm512_reduce_add_ps(_mm512_load_ps(w.lsum + i * 16)) : 0.0f, w.mu[i]);
   }
 }
 
@@ -455,6 +446,19 @@ bool inputs_finite(const AttentionParams& p) {
   scan(p.k, p.k_stride, p.kv_heads, p.kv_len, p.kv_lens);
   scan(p.v, p.v_stride, p.kv_heads, p.kv_len, p.kv_lens);
   return ok;
+}
+
+// fn(b, h, i0, i1) over runs [i0, i1) of the per_head items of each (batch entry, kv head), in
+// parallel chunks of about `grain` items that never straddle two heads.
+template <class F>
+void for_head_runs(const AttentionParams& p, int64_t per_head, int64_t grain, F fn) {
+  parallel_for(p.batch * p.kv_heads * per_head, grain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1;) {
+      const int64_t bh = i / per_head, e = std::min(i1, (bh + 1) * per_head);
+      fn(bh / p.kv_heads, bh % p.kv_heads, i - bh * per_head, e - bh * per_head);
+      i = e;
+    }
+  });
 }
 
 }  // namespace
@@ -484,30 +488,17 @@ bool forward_amx(const Ctx& cx_in) {
   auto align64 = [](uint16_t* q) { return q + (64 - (reinterpret_cast<uintptr_t>(q) & 63)) / 2 % 32; };
   pl.kp = align64(kbuf.get(size_t(heads * pl.k_head + 32)));
   pl.vp = align64(vbuf.get(size_t(heads * pl.v_head + 32)));
-  const int64_t kts = pl.NK / 16, kcs = pl.NK / 32;
-  parallel_for(heads * kts, std::max<int64_t>(1, 64 / pl.ND), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1;) {  // runs of key tiles within one head
-      const int64_t bh = i / kts, e = std::min(i1, (bh + 1) * kts);
-      pack_k(pl, bh / p.kv_heads, bh % p.kv_heads, i - bh * kts, e - bh * kts);
-      i = e;
-    }
+  for_head_runs(p, pl.NK / 16, std::max<int64_t>(1, 64 / pl.ND), [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
+    pack_k(pl, b, h, i0, i1);
   });
-  parallel_for(heads * kcs, std::max<int64_t>(1, 64 / pl.CT), [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1;) {
-      const int64_t bh = i / kcs, e = std::min(i1, (bh + 1) * kcs);
-      pack_v(pl, bh / p.kv_heads, bh % p.kv_heads, i - bh * kcs, e - bh * kcs);
-      i = e;
-    }
+  for_head_runs(p, pl.NK / 32, std::max<int64_t>(1, 64 / pl.CT), [&](int64_t b, int64_t h, int64_t i0, int64_t i1) {
+    pack_v(pl, b, h, i0, i1);
   });
-  // Up to 128 query rows per task, fewer while that leaves under 4 tasks per thread.
+  // Up to 4 sub-blocks (128 query rows) per task.
   const int64_t bh = p.batch * p.q_heads;
-  int64_t qb = 4 * kRows;
-  while (qb > kRows && bh * ((p.q_len + qb - 1) / qb) < 4 * num_threads()) qb -= kRows;
-  pl.QB = qb;
-  cx.Mq = qb;
-  cx.nqb = (p.q_len + qb - 1) / qb;
-  const int64_t macs = std::max<int64_t>(1, qb * std::max<int64_t>(1, p.kv_len) * p.head_dim);
-  parallel_for(bh * cx.nqb, std::max<int64_t>(1, (int64_t(1) << 20) / macs),
+  pl.QB = task_rows(bh, p.q_len, 4 * kRows, kRows);
+  cx.nqb = (p.q_len + pl.QB - 1) / pl.QB;
+  parallel_for(bh * cx.nqb, task_grain(std::min<int64_t>(pl.QB, p.q_len), p),
                [&](int64_t t0, int64_t t1) { forward_tasks(pl, t0, t1); });
   for (Buffer* b : {&kbuf, &vbuf})
     if (b->n * sizeof(uint16_t) > kKeepBytes) b->release();

@@ -16,7 +16,6 @@ namespace {
 
 constexpr int64_t kMaxSubBlocks = 4;  // query sub-blocks sharing each K/V block (forward)
 
-
 // Portable copy (non-x86 CPUs, or SONICORE_ISA=scalar): 16-float vectors written with the
 // GCC/Clang vector extension, which the compiler lowers to the baseline SIMD (SSE2, NEON);
 // other compilers get plain arrays.
@@ -202,13 +201,6 @@ bool use_amx(const AttentionParams& p) {
   return p.isa >= 3 || (p.isa < 0 && p.dtype == DType::bf16);
 }
 
-// Tasks per pool chunk: tiny calls (decoder steps, a few keys) stay on the calling thread,
-// where waking the pool would cost more than the work (about 256K multiply-adds per chunk).
-int64_t task_grain(int64_t rows, const AttentionParams& p) {
-  const int64_t macs = std::max<int64_t>(1, rows * std::max<int64_t>(1, p.kv_len) * p.head_dim);
-  return std::max<int64_t>(1, (int64_t(1) << 18) / macs);
-}
-
 }  // namespace
 }  // namespace attn
 
@@ -222,17 +214,11 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.p = &p;
   cx.Dp = round_up(p.head_dim, 16);
   cx.qscale = p.scale * 1.4426950408889634f;
-  // Large query blocks reuse each K/V block across more rows; smaller ones keep both threads
-  // busy on short calls (Whisper decoding, cross attention with few tokens).
+  // Sub-blocks of up to kMaxQueryBlock rows, up to kMaxSubBlocks of them per task (task_rows).
   const int64_t bh = p.batch * p.q_heads;
-  int64_t mq = kMaxQueryBlock;
-  while (mq > kQueryChunk && bh * ((p.q_len + mq - 1) / mq) < 4 * num_threads()) mq -= kQueryChunk;
-  cx.Mq = mq;
-  // Sub-blocks per task: up to kMaxSubBlocks while that leaves 4 tasks per thread.
-  int64_t ns = kMaxSubBlocks;
-  while (ns > 1 && bh * ((p.q_len + mq * ns - 1) / (mq * ns)) < 4 * num_threads()) --ns;
-  cx.nsub = ns;
-  cx.nqb = (p.q_len + cx.Mq * ns - 1) / (cx.Mq * ns);
+  cx.Mq = task_rows(bh, p.q_len, kMaxQueryBlock, kQueryChunk);
+  cx.nsub = task_rows(bh, p.q_len, cx.Mq * kMaxSubBlocks, cx.Mq) / cx.Mq;
+  cx.nqb = (p.q_len + cx.Mq * cx.nsub - 1) / (cx.Mq * cx.nsub);
   const Kernels& kern = pick(p.isa);
   if (use_amx(p) && forward_amx(cx)) return;  // reads q / k / v in their own dtype
   TrimCopies trim;

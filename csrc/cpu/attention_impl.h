@@ -24,6 +24,7 @@
 #endif
 
 #include "sonicore/attention.h"
+#include "sonicore/parallel.h"
 
 namespace sonicore {
 namespace attn {
@@ -194,6 +195,23 @@ inline void store_row(void* base, DType dt, int64_t offset, int64_t n, const flo
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// Query rows per task: the largest multiple of `step`, up to `most`, whose tasks still number at
+// least 4 per pool thread over the bh (batch x heads) task rows; never below `step`. Large
+// blocks reuse each K/V block across more rows; smaller ones keep every thread busy on short
+// calls (Whisper decoding, cross attention with few tokens).
+inline int64_t task_rows(int64_t bh, int64_t q_len, int64_t most, int64_t step) {
+  int64_t rows = most;
+  while (rows > step && bh * ((q_len + rows - 1) / rows) < 4 * num_threads()) rows -= step;
+  return rows;
+}
+
+// Tasks per pool chunk: tiny calls (decoder steps, a few keys) stay on the calling thread,
+// where waking the pool would cost more than the work (about 256K multiply-adds per chunk).
+inline int64_t task_grain(int64_t rows, const AttentionParams& p) {
+  const int64_t macs = std::max<int64_t>(1, rows * std::max<int64_t>(1, p.kv_len) * p.head_dim);
+  return std::max<int64_t>(1, (int64_t(1) << 18) / macs);
+}
+
 #if defined(__AVX512F__)
 // 2^x = 2^floor(x) * 2^f with f = x - floor(x) in [0, 1): vreduceps gives f in one instruction
 // (AVX512DQ), a degree-5 polynomial fitted for relative error (1.5e-7) gives 2^f, and vscalefps
@@ -246,6 +264,20 @@ inline void transpose16x16(__m512 r[16]) {
 #endif
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Output row `o` (element offset) of query row `row` from its accumulated sum `acc` (D floats,
+// divided by l here) and softmax statistics: l = sum of the weights, m = the max they are
+// relative to (log2 units). A row with l = 0 saw no key (or is padding): zeros and lse -inf.
+inline void write_row(const AttentionParams& p, int64_t o, float* lse, int64_t row, const float* acc, float l,
+                      float m) {
+  if (l == 0.0f) {
+    store_row(p.out, p.dtype, o, p.head_dim, nullptr, 0.0f);
+    if (lse) lse[row] = kNegInf;
+  } else {
+    store_row(p.out, p.dtype, o, p.head_dim, acc, 1.0f / l);
+    if (lse) lse[row] = (m + std::log2(l)) * 0.69314718055994531f;
+  }
+}
 
 // Full unrolling of the short loops over a micro-tile's rows and vectors, so its accumulators
 // are read and written straight from registers: rolled, GCC copies all of them through the
@@ -568,8 +600,8 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   const int64_t KB = cx.key_block;
   std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
   std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]);
-  std::unique_ptr<int64_t[]> vrows_sb(new int64_t[NS]), nq_sb(new int64_t[NS]), lim_min(new int64_t[NS]),
-      kend_sb(new int64_t[NS]);
+  std::unique_ptr<int64_t[]> rows_sb(new int64_t[NS]), vrows_sb(new int64_t[NS]), nq_sb(new int64_t[NS]),
+      lim_min(new int64_t[NS]), kend_sb(new int64_t[NS]);
 
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, h = bh % p.q_heads, b = bh / p.q_heads;
@@ -585,6 +617,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
       const int64_t vrows = std::max<int64_t>(0, std::min(rows, ql - r0));
       const int64_t nq = round_up(std::max<int64_t>(vrows, 1), kQueryChunk);
       float* qt_s = qt.get() + sb * Mq * D;
+      rows_sb[sb] = rows;
       vrows_sb[sb] = vrows;
       nq_sb[sb] = nq;
       if (vrows > 0) pack_qt<V>(p, qoff, r0, vrows, nq, cx.qscale, row.get(), qt_s);
@@ -641,18 +674,10 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
       }
     }
     for (int64_t sb = 0; sb < NS; ++sb) {
-      const int64_t r0 = (qb * NS + sb) * Mq, rows = std::max<int64_t>(0, std::min(Mq, p.q_len - r0));
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t o = ooff + (r0 + r) * p.out_stride[2];
-        const float l = r < vrows_sb[sb] ? ls[sb * Mq + r] : 0.0f;
-        if (l == 0.0f) {  // no visible key (or a padded query row)
-          store_row(p.out, p.dtype, o, D, nullptr, 0.0f);
-          if (lse) lse[r0 + r] = kNegInf;
-        } else {
-          store_row(p.out, p.dtype, o, D, os.get() + (sb * Mq + r) * Dp, 1.0f / l);
-          if (lse) lse[r0 + r] = (ms[sb * Mq + r] + std::log2(l)) * 0.69314718055994531f;
-        }
-      }
+      const int64_t r0 = (qb * NS + sb) * Mq;
+      for (int64_t r = 0; r < rows_sb[sb]; ++r)
+        write_row(p, ooff + (r0 + r) * p.out_stride[2], lse, r0 + r, os.get() + (sb * Mq + r) * Dp,
+                  r < vrows_sb[sb] ? ls[sb * Mq + r] : 0.0f, ms[sb * Mq + r]);
     }
   }
 }

@@ -1,8 +1,8 @@
 #include "sonicore/cpu_features.h"
 
 #include <cstdlib>
-#include <initializer_list>
 #include <cstring>
+#include <initializer_list>
 #if defined(__linux__) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
 #include <sys/syscall.h>
