@@ -7,33 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from attention_isas import A, ISA_CAPS, isa  # noqa: F401  (isa: a fixture)
 from attention_reference import reference
 from sonicore import _backend
 from sonicore.ops import attention, attention_probs
 
-A = sys.modules["sonicore.ops.attention"]
-
 LOW = (torch.float16, torch.bfloat16)
 ALL_DTYPES = (torch.float32,) + LOW
-# Highest ISA of this machine first; capping lower covers the other compiled paths.
-# isa 3 lets the AMX kernel take every dtype (by default it takes bfloat16 only).
-ISAS = {"amx": 3, "avx512": 2, "avx2": 1, "scalar": 0}
-_BEST = 3 if _backend.C.cpu_has_amx() else ISAS[_backend.C.cpu_isa()]
-ISA_CAPS = [v for k, v in ISAS.items() if v <= _BEST]
-
-
 # dtype conversion is shared scalar code, so low precision runs on the best ISA (and AVX-512
 # beside AMX, which packs its own tiles) and float32 on every ISA (keeps the suite fast; the
 # float16 reference matmul is slow on CPU).
 ISA_DTYPES = [(ISA_CAPS[0], d) for d in ALL_DTYPES] + [(c, torch.float32) for c in ISA_CAPS[1:]]
-if _BEST == 3:
+if ISA_CAPS[0] == 3:
     ISA_DTYPES += [(2, d) for d in LOW]
-
-
-@pytest.fixture(params=ISA_CAPS, ids=lambda v: f"isa{v}")
-def isa(request, monkeypatch):
-    monkeypatch.setattr(A, "_CPU_ISA_CAP", request.param)
-    return request.param
 
 
 @pytest.fixture(params=ISA_DTYPES, ids=lambda p: f"isa{p[0]}-{str(p[1])[6:]}")

@@ -8,23 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from attention_isas import isa  # noqa: F401  (a fixture: every CPU kernel path, AMX included)
 from attention_reference import reference
-from sonicore import _backend
 from sonicore.ops import attention
-import sys
-
-A = sys.modules["sonicore.ops.attention"]
-# isa 3: the AMX kernel (float32 through exact bf16 part products) where the CPU has it; it
-# moves its running max eagerly instead of lazily, and these inputs test that just as well.
-ISAS = {"amx": 3, "avx512": 2, "avx2": 1, "scalar": 0}
-_BEST = 3 if _backend.C.cpu_has_amx() else ISAS[_backend.C.cpu_isa()]
-ISA_CAPS = [v for k, v in ISAS.items() if v <= _BEST]
-
-
-@pytest.fixture(params=ISA_CAPS, ids=lambda v: f"isa{v}")
-def isa(request, monkeypatch):
-    monkeypatch.setattr(A, "_CPU_ISA_CAP", request.param)
-    return request.param
 
 
 def randn(rng, *shape):
