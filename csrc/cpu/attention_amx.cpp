@@ -36,7 +36,7 @@ namespace attn {
 namespace {
 
 constexpr int kRows = 32;    // query rows per sub-block: two 16-row tiles
-constexpr int kKB = 64;      // keys per online-softmax block (128 measured no faster)
+constexpr int kKB = 256;     // keys per online-softmax block
 constexpr int kVec = kKB / 16, kHalves = kKB / 32;  // 16-key vectors, 32-key tile columns
 constexpr int kTileElems = 512;  // one 1 KB tile of bf16
 
@@ -95,16 +95,9 @@ inline __m512 load16(const void* base, DType dt, int64_t offset, int64_t n) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// The part products x_i * y_j with i + j <= 2 for operands of na and nb parts.
-struct Pairs {
-  int n = 0;
-  int a[6], b[6];
-  Pairs(int na, int nb) {
-    for (int s = 0; s <= 2; ++s)
-      for (int i = 0; i <= s; ++i)
-        if (i < na && s - i < nb) a[n] = i, b[n] = s - i, ++n;
-  }
-};
+// The part products x_i * y_j with i + j <= 2 are summed: part i of one operand pairs with parts
+// j < partners(i, nb) of the other (nb parts).
+constexpr int partners(int i, int nb) { return nb < 3 - i ? nb : 3 - i; }
 
 int parts_of(DType dt) { return dt == DType::f32 ? 3 : dt == DType::f16 ? 2 : 1; }
 
@@ -117,9 +110,8 @@ struct Plan {
   int64_t k_head, v_head;  // packed elements per key/value head
   uint16_t* kp;        // (B * Hkv) x [key tile][part][step] tiles
   uint16_t* vp;        // (B * Hkv) x [32-key chunk][part][channel tile] tiles
-  Pairs qk, pv;
   int64_t QB;          // query rows per task (a multiple of kRows)
-  Plan(int np_, int pp) : np(np_), npp(pp), qk(np_, np_), pv(pp, np_) {}
+  Plan(int np_, int pp) : np(np_), npp(pp) {}
 };
 
 // Valid keys of batch entry b, and where the packed tiles of its kv head h start.
@@ -245,9 +237,10 @@ void pack_q(const Plan& pl, Scratch& w, int64_t b, int64_t h, int64_t r0, int64_
 
 // S = Q' K'^T for sub-block rows [r, r + 32) and keys [c0, c0 + kKB): 32-key column pairs of
 // 2 x 2 output tiles (one row of tiles when only the first 16 rows hold queries).
-void qk_block(const Plan& pl, Scratch& w, const uint16_t* kp, int64_t r, int64_t c0, bool two) {
+template <int NP, int NPP>
+void qk_block(const Plan& pl, Scratch& w, const uint16_t* kp, int64_t r, int64_t c0, int nh, bool two) {
   const int64_t lda = pl.Dc * 2, ldk = 64, lds = kKB * 4;
-  for (int half = 0; half < kHalves; ++half) {
+  for (int half = 0; half < nh; ++half) {
     const int64_t kt = (c0 + 32 * half) / 16;
     _tile_zero(0);
     _tile_zero(1);
@@ -255,23 +248,24 @@ void qk_block(const Plan& pl, Scratch& w, const uint16_t* kp, int64_t r, int64_t
       _tile_zero(2);
       _tile_zero(3);
     }
-    for (int i = 0; i < pl.qk.n; ++i) {
-      const uint16_t* qa = w.qp + (pl.qk.a[i] * pl.QB + r) * pl.Dc;
-      const uint16_t* kb0 = kp + ((kt * pl.np + pl.qk.b[i]) * pl.ND) * kTileElems;
-      const uint16_t* kb1 = kp + (((kt + 1) * pl.np + pl.qk.b[i]) * pl.ND) * kTileElems;
-      for (int64_t s = 0; s < pl.ND; ++s) {
-        _tile_loadd(4, qa + s * 32, lda);
-        _tile_loadd(6, kb0 + s * kTileElems, ldk);
-        _tile_loadd(7, kb1 + s * kTileElems, ldk);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        if (two) {
-          _tile_loadd(5, qa + 16 * pl.Dc + s * 32, lda);
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
+    for (int64_t s = 0; s < pl.ND; ++s)
+      for (int i = 0; i < NP; ++i) {  // Q part i stays in tiles 4 / 5 for every K part it pairs with
+        const uint16_t* qa = w.qp + (i * pl.QB + r) * pl.Dc + s * 32;
+        _tile_loadd(4, qa, lda);
+        if (two) _tile_loadd(5, qa + 16 * pl.Dc, lda);
+        for (int j = 0; j < partners(i, NP); ++j) {
+          const uint16_t* kb0 = kp + ((kt * NP + j) * pl.ND + s) * kTileElems;
+          const uint16_t* kb1 = kp + (((kt + 1) * NP + j) * pl.ND + s) * kTileElems;
+          _tile_loadd(6, kb0, ldk);
+          _tile_loadd(7, kb1, ldk);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          if (two) {
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
         }
       }
-    }
     _tile_stored(0, w.s + 32 * half, lds);
     _tile_stored(1, w.s + 32 * half + 16, lds);
     if (two) {
@@ -283,7 +277,8 @@ void qk_block(const Plan& pl, Scratch& w, const uint16_t* kp, int64_t r, int64_t
 
 // O rows [r, r + 32) += P' V' for the block's keys: per pair of 16-channel tiles, the O tiles
 // are loaded from memory, accumulated over every (part pair, 32-key half) and stored back.
-void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t c0, bool two) {
+template <int NP, int NPP>
+void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t c0, int nh, bool two) {
   const int64_t ldo = pl.Dq * 4, ldp = kKB * 2, ldv = 64;
   const int64_t kc = c0 / 32;
   for (int64_t ct = 0; ct < pl.CT; ct += 2) {
@@ -295,21 +290,23 @@ void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t
       _tile_loadd(2, o + 16 * pl.Dq, ldo);
       if (wide) _tile_loadd(3, o + 16 * pl.Dq + 16, ldo);
     }
-    for (int i = 0; i < pl.pv.n; ++i)
-      for (int half = 0; half < kHalves; ++half) {
-        const uint16_t* pa = w.pp + pl.pv.a[i] * kRows * kKB + half * 32;
-        const uint16_t* vb = vp + (((kc + half) * pl.np + pl.pv.b[i]) * pl.CT + ct) * kTileElems;
+    for (int half = 0; half < nh; ++half)
+      for (int i = 0; i < NPP; ++i) {  // P part i stays in tiles 4 / 5 for every V part it pairs with
+        const uint16_t* pa = w.pp + i * kRows * kKB + half * 32;
         _tile_loadd(4, pa, ldp);
-        _tile_loadd(6, vb, ldv);
-        _tile_dpbf16ps(0, 4, 6);
-        if (wide) {
-          _tile_loadd(7, vb + kTileElems, ldv);
-          _tile_dpbf16ps(1, 4, 7);
-        }
-        if (two) {
-          _tile_loadd(5, pa + 16 * kKB, ldp);
-          _tile_dpbf16ps(2, 5, 6);
-          if (wide) _tile_dpbf16ps(3, 5, 7);
+        if (two) _tile_loadd(5, pa + 16 * kKB, ldp);
+        for (int j = 0; j < partners(i, NP); ++j) {
+          const uint16_t* vb = vp + (((kc + half) * NP + j) * pl.CT + ct) * kTileElems;
+          _tile_loadd(6, vb, ldv);
+          _tile_dpbf16ps(0, 4, 6);
+          if (wide) {
+            _tile_loadd(7, vb + kTileElems, ldv);
+            _tile_dpbf16ps(1, 4, 7);
+          }
+          if (two) {
+            _tile_dpbf16ps(2, 5, 6);
+            if (wide) _tile_dpbf16ps(3, 5, 7);
+          }
         }
       }
     _tile_stored(0, o, ldo);
@@ -321,11 +318,32 @@ void pv_block(const Plan& pl, Scratch& w, const uint16_t* vp, int64_t r, int64_t
   }
 }
 
-// Online-softmax step over S (sub-block rows [r, r + nrows), keys [c0, c0 + kKB)), one pass per
-// row with the row in registers: scales S to log2 units, masks keys at or past the row's limit
-// when `masked`, moves the running max when the block's max exceeds it (rescaling the row's O
-// and sums; rare after the first blocks), writes P = exp2(S - m) as bf16 parts into pp and adds
-// it to the row's sums.
+// P = exp2(x) for the 32 keys [16 v, 16 v + 32) of row i: added to `sum`, counted in `ok` when
+// <= 2^16 (NaN is not), and written as NPP bf16 parts into pp.
+template <int NPP>
+inline void emit_pair(Scratch& w, int i, int v, __m512 x0, __m512 x1, bool clamp, __m512& sum, __mmask16& ok) {
+  const __m512 cap = _mm512_set1_ps(65536.0f);
+  const __m512 e0 = clamp ? exp2_avx512_clamped(x0) : exp2_avx512(x0);
+  const __m512 e1 = clamp ? exp2_avx512_clamped(x1) : exp2_avx512(x1);
+  ok &= _mm512_cmp_ps_mask(e0, cap, _CMP_LE_OQ) & _mm512_cmp_ps_mask(e1, cap, _CMP_LE_OQ);
+  sum = _mm512_add_ps(sum, _mm512_add_ps(e0, e1));
+  __m512 lo[3], hi[3];
+  split(e0, NPP, lo);
+  split(e1, NPP, hi);
+  for (int q = 0; q < NPP; ++q) _mm512_store_si512(w.pp + (q * kRows + i) * kKB + 16 * v, narrow(lo[q], hi[q]));
+}
+
+// Online-softmax step over S (sub-block rows [r, r + nrows), keys [c0, c0 + kKB)), one row at a
+// time, writing P = exp2(S - m) as bf16 parts into pp and adding it to the row's sums.
+//
+// Most blocks take the lazy step: an unmasked block of a row that already has a finite running
+// max is exponentiated against that max as it stands, with no row max, no horizontal reduction
+// and no rescale. That is exact (O and the sums share the max they are relative to, and the
+// final O / l cancels it) and is kept when every P <= 2^16 (NaN fails the test), so nothing can
+// overflow. Otherwise (first block, masked blocks, a max that grew by more than 16 in log2
+// units) the ordinary step masks keys at or past the row's limit, moves the max (rescaling the
+// row's O and sums) and rewrites P.
+template <int NP, int NPP>
 void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows, bool masked) {
   const __m512 ninf = _mm512_set1_ps(kNegInf);
   const __m512 lane = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
@@ -333,18 +351,31 @@ void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows,
   for (int i = 0; i < nrows; ++i) {
     const float* srow = w.s + i * kKB;
     float* lrow = w.lsum + (r + i) * 16;
-    __m512 x[kVec];
-    for (int v = 0; v < kVec; ++v) {
-      x[v] = _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs);
-      if (masked) {
-        const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
-        x[v] = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, _mm512_set1_ps(w.lim[r + i]), _CMP_LT_OQ), ninf, x[v]);
-      }
-    }
-    __m512 mxv = x[0];
-    for (int v = 1; v < kVec; ++v) mxv = _mm512_max_ps(mxv, x[v]);
-    const float mx = _mm512_reduce_max_ps(mxv);
     const float m_old = w.m[r + i];
+    __m512 sum = _mm512_setzero_ps();
+    __mmask16 ok = 0;
+    if (!masked && m_old != kNegInf) {
+      const __m512 mv = _mm512_set1_ps(m_old);
+      ok = 0xFFFF;
+      for (int v = 0; v < kVec; v += 2)
+        emit_pair<NPP>(w, i, v, _mm512_fmsub_ps(_mm512_load_ps(srow + 16 * v), qs, mv),
+                       _mm512_fmsub_ps(_mm512_load_ps(srow + 16 * v + 16), qs, mv), false, sum, ok);
+      if (ok == 0xFFFF) {
+        _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow), sum));
+        continue;
+      }
+      sum = _mm512_setzero_ps();
+    }
+    const __m512 lim = _mm512_set1_ps(w.lim[r + i]);
+    auto scores = [&](int v) {  // S in log2 units, -inf at or past the row's key limit
+      const __m512 x = _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs);
+      if (!masked) return x;
+      const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
+      return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, lim, _CMP_LT_OQ), ninf, x);
+    };
+    __m512 mxv = scores(0);
+    for (int v = 1; v < kVec; ++v) mxv = _mm512_max_ps(mxv, scores(v));
+    const float mx = _mm512_reduce_max_ps(mxv);
     if (mx > m_old) {  // the max moved (NaN never does: its P is NaN below and reaches O)
       if (m_old != kNegInf) {  // O and the sums are still zero while a row has seen no key
         const __m512 av = _mm512_set1_ps(std::exp2(m_old - mx));
@@ -355,23 +386,16 @@ void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows,
       w.m[r + i] = w.mu[r + i] = mx;  // mu stays 0 for a row with no key yet: exp2(-inf - 0) = 0
     }
     const __m512 mv = _mm512_set1_ps(w.mu[r + i]);
-    __m512 e[kVec];
-    for (int v = 0; v < kVec; ++v) e[v] = exp2_avx512_clamped(_mm512_sub_ps(x[v], mv));
-    __m512 sum = e[0];
-    for (int v = 1; v < kVec; ++v) sum = _mm512_add_ps(sum, e[v]);
+    for (int v = 0; v < kVec; v += 2)
+      emit_pair<NPP>(w, i, v, _mm512_sub_ps(scores(v), mv), _mm512_sub_ps(scores(v + 1), mv), true, sum, ok);
     _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow), sum));
-    for (int v = 0; v < kVec; v += 2) {
-      __m512 lo[3], hi[3];
-      split(e[v], pl.npp, lo);
-      split(e[v + 1], pl.npp, hi);
-      for (int q = 0; q < pl.npp; ++q) _mm512_store_si512(w.pp + (q * kRows + i) * kKB + 16 * v, narrow(lo[q], hi[q]));
-    }
   }
 }
 
 // Tasks (b, head, QB query rows). Keys advance in kKB blocks, each used by every kRows-row
 // sub-block while it is in cache: the packed K and V of a block are read from memory once per
 // QB rows rather than once per tile row.
+template <int NP, int NPP>
 void forward_tasks(const Plan& pl, int64_t t0, int64_t t1) {
   FlushDenormals ftz;
   TileScope tiles;
@@ -413,9 +437,12 @@ void forward_tasks(const Plan& pl, int64_t t0, int64_t t1) {
         if (c0 >= kend_sb[sb]) continue;  // causal: no visible key left for these rows
         const int64_t r = sb * kRows;
         const bool two = vrows - r > 16;
-        qk_block(pl, w, kp, r, c0, two);
-        softmax_block(pl, w, r, c0, two ? kRows : 16, c0 + kKB > lim_min[sb]);
-        pv_block(pl, w, vp, r, c0, two);
+        // 32-key columns holding a key some row of the sub-block can see; the rest of a block
+        // that crosses every row's limit is masked in the softmax and skipped on the tiles.
+        const int nh = int(std::min<int64_t>(kHalves, (kend_sb[sb] - c0 + 31) / 32));
+        qk_block<NP, NPP>(pl, w, kp, r, c0, nh, two);
+        softmax_block<NP, NPP>(pl, w, r, c0, two ? kRows : 16, c0 + kKB > lim_min[sb]);
+        pv_block<NP, NPP>(pl, w, vp, r, c0, nh, two);
       }
     for (int64_t i = 0; i < rows; ++i)
       write_row(p, ooff + (r0 + i) * p.out_stride[2], lse, r0 + i, w.o + i * pl.Dq,
@@ -499,7 +526,14 @@ bool forward_amx(const Ctx& cx_in) {
   pl.QB = task_rows(bh, p.q_len, 4 * kRows, kRows);
   cx.nqb = (p.q_len + pl.QB - 1) / pl.QB;
   parallel_for(bh * cx.nqb, task_grain(std::min<int64_t>(pl.QB, p.q_len), p),
-               [&](int64_t t0, int64_t t1) { forward_tasks(pl, t0, t1); });
+               [&](int64_t t0, int64_t t1) {
+    if (np == 1)
+      forward_tasks<1, 1>(pl, t0, t1);
+    else if (np == 2)
+      forward_tasks<2, 3>(pl, t0, t1);
+    else
+      forward_tasks<3, 3>(pl, t0, t1);
+  });
   for (Buffer* b : {&kbuf, &vbuf})
     if (b->n * sizeof(uint16_t) > kKeepBytes) b->release();
   return true;
