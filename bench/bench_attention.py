@@ -156,6 +156,39 @@ def test_cpu_attention_bf16_vs_sdpa(benchmark, name):
           f"{fl / t_ours / 1e9:.1f} GFLOP/s")
 
 
+F32_AMX_CASES = ["n1024", "n4096", "mmaudio-joint"]
+
+
+@pytest.mark.skipif(not _backend.C.cpu_has_amx(), reason="needs a CPU with AMX")
+@pytest.mark.parametrize("name", F32_AMX_CASES)
+def test_cpu_attention_f32_on_amx(benchmark, name):
+    """float32 through the AMX kernel (isa 3: operands split exactly into three bf16 parts, six
+    tile products per matmul) against sonicore's default float32 path (the AVX-512 kernel) and
+    SDPA; medians of interleaved rounds, 2 threads. Not the default: see docs/attention.md."""
+    mod = sys.modules["sonicore.ops.attention"]
+    q, k, v, causal, fl = cpu_case(name)
+    rounds = 3 if q.shape[2] >= 4096 else 11
+    ours = lambda: attention(q, k, v, causal=causal, backend="cpu")
+    sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    def on_amx():
+        old, mod._CPU_ISA_CAP = mod._CPU_ISA_CAP, 3
+        try:
+            ours()
+        finally:
+            mod._CPU_ISA_CAP = old
+
+    t_amx, t_ours, t_sdpa = interleaved_medians([on_amx, ours, sdpa], rounds)
+    benchmark.pedantic(on_amx, rounds=1, iterations=1)
+    benchmark.extra_info.update({
+        "amx_ms": round(t_amx * 1e3, 3), "avx512_ms": round(t_ours * 1e3, 3), "sdpa_ms": round(t_sdpa * 1e3, 3),
+        "amx_vs_avx512": round(t_amx / t_ours, 3), "amx_vs_sdpa": round(t_amx / t_sdpa, 3),
+        "avx512_vs_sdpa": round(t_ours / t_sdpa, 3),
+    })
+    print(f"\n{name} f32 on AMX: {t_amx * 1e3:.2f} ms, default (avx512) {t_ours * 1e3:.2f} ms, sdpa {t_sdpa * 1e3:.2f} ms; "
+          f"amx/avx512 {t_amx / t_ours:.3f}, amx/sdpa {t_amx / t_sdpa:.3f}, avx512/sdpa {t_ours / t_sdpa:.3f}")
+
+
 # ----------------------------------------------------------------------------- GPU
 
 GPU_CASES = [(hd, n, causal) for hd in (64, 128) for n in (1024, 2048, 4096, 8192, 16384) for causal in (False, True)]

@@ -336,13 +336,13 @@ inline void emit_pair(Scratch& w, int i, int v, __m512 x0, __m512 x1, bool clamp
 // Online-softmax step over S (sub-block rows [r, r + nrows), keys [c0, c0 + kKB)), one row at a
 // time, writing P = exp2(S - m) as bf16 parts into pp and adding it to the row's sums.
 //
-// Most blocks take the lazy step: an unmasked block of a row that already has a finite running
-// max is exponentiated against that max as it stands, with no row max, no horizontal reduction
-// and no rescale. That is exact (O and the sums share the max they are relative to, and the
-// final O / l cancels it) and is kept when every P <= 2^16 (NaN fails the test), so nothing can
-// overflow. Otherwise (first block, masked blocks, a max that grew by more than 16 in log2
-// units) the ordinary step masks keys at or past the row's limit, moves the max (rescaling the
-// row's O and sums) and rewrites P.
+// Every block after a row's first takes the lazy step: it is exponentiated against the row's
+// running max as it stands, with no row max, no horizontal reduction and no rescale. That is
+// exact (O and the sums share the max they are relative to, and the final O / l cancels it) and
+// is kept when every P <= 2^16 (NaN fails the test), so nothing can overflow. Otherwise (a row's
+// first block, a max that grew by more than 16 in log2 units) the ordinary step finds the row
+// max, moves the running max (rescaling the row's O and sums) and rewrites P. Both mask keys at
+// or past the row's limit in blocks that cross some row's limit.
 template <int NP, int NPP>
 void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows, bool masked) {
   const __m512 ninf = _mm512_set1_ps(kNegInf);
@@ -352,27 +352,26 @@ void softmax_block(const Plan& pl, Scratch& w, int64_t r, int64_t c0, int nrows,
     const float* srow = w.s + i * kKB;
     float* lrow = w.lsum + (r + i) * 16;
     const float m_old = w.m[r + i];
+    const __m512 lim = _mm512_set1_ps(w.lim[r + i]);
+    auto masked_off = [&](int v, __m512 x) {  // -inf at or past the row's key limit
+      if (!masked) return x;
+      const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
+      return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, lim, _CMP_LT_OQ), ninf, x);
+    };
     __m512 sum = _mm512_setzero_ps();
     __mmask16 ok = 0;
-    if (!masked && m_old != kNegInf) {
+    if (m_old != kNegInf) {
       const __m512 mv = _mm512_set1_ps(m_old);
+      auto x = [&](int v) { return masked_off(v, _mm512_fmsub_ps(_mm512_load_ps(srow + 16 * v), qs, mv)); };
       ok = 0xFFFF;
-      for (int v = 0; v < kVec; v += 2)
-        emit_pair<NPP>(w, i, v, _mm512_fmsub_ps(_mm512_load_ps(srow + 16 * v), qs, mv),
-                       _mm512_fmsub_ps(_mm512_load_ps(srow + 16 * v + 16), qs, mv), false, sum, ok);
+      for (int v = 0; v < kVec; v += 2) emit_pair<NPP>(w, i, v, x(v), x(v + 1), masked, sum, ok);
       if (ok == 0xFFFF) {
         _mm512_store_ps(lrow, _mm512_add_ps(_mm512_load_ps(lrow), sum));
         continue;
       }
       sum = _mm512_setzero_ps();
     }
-    const __m512 lim = _mm512_set1_ps(w.lim[r + i]);
-    auto scores = [&](int v) {  // S in log2 units, -inf at or past the row's key limit
-      const __m512 x = _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs);
-      if (!masked) return x;
-      const __m512 key = _mm512_add_ps(lane, _mm512_set1_ps(float(c0 + 16 * v)));
-      return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(key, lim, _CMP_LT_OQ), ninf, x);
-    };
+    auto scores = [&](int v) { return masked_off(v, _mm512_mul_ps(_mm512_load_ps(srow + 16 * v), qs)); };
     __m512 mxv = scores(0);
     for (int v = 1; v < kVec; ++v) mxv = _mm512_max_ps(mxv, scores(v));
     const float mx = _mm512_reduce_max_ps(mxv);
