@@ -4,20 +4,25 @@
 // The tile unit multiplies bf16 matrices into float32 accumulators, 16 x 16 x 32 per
 // instruction (TDPBF16PS, ~15x the float32 FMA rate of AVX-512 on this class of CPU). bfloat16
 // inputs are exact in bf16: QK^T is one tile product, and P is rounded to bf16 for PV (as the GPU
-// flash kernels do). Other dtypes (only when asked, isa = 3: measured slower than AVX-512 at head
-// dim 64) are split exactly into bf16 parts by truncation, x = x0 + x1 + x2 (x0 the top 8
-// significant bits, x1 the next 8, x2 the rest), and a product x * y is summed from the part
-// products x_i * y_j with i + j <= 2 (the dropped ones are below 2^-24 |x y|): 6 tile products
-// each for float32 QK^T and PV, P split in three too. The split is exact for finite values only,
-// so such calls with NaN / inf inputs are declined (forward_amx returns false).
+// flash kernels do). Other dtypes (only when asked, isa = 3: at head dim 64 they take 0.88-0.91x
+// of the AVX-512 kernel's time on one thread here and 1.1-2.1x on two, and slow down whenever
+// another thread shares the core's tile unit) are split exactly into bf16 parts by truncation,
+// x = x0 + x1 + x2 (x0 the top 8 significant bits, x1 the next 8, x2 the rest), and a product
+// x * y is summed from the part products x_i * y_j with i + j <= 2 (the dropped ones are below
+// 2^-24 |x y|): 6 tile products each for float32 QK^T and PV, P split in three too. The split
+// is exact for finite values only, so such calls with NaN / inf inputs are declined
+// (forward_amx returns false).
 //
 // A task is (b, head, up to 128 query rows) in 32-row sub-blocks (two 16-row tiles); keys go
-// 64 at a time, each key block serving every sub-block while it is in cache. Per sub-block and
+// 256 at a time, each key block serving every sub-block while it is in cache. Per sub-block and
 // key block:
-//   S (32 x 64) = Q' K'^T on tiles 0-3 (2 x 2 output tiles per 32 keys), stored to memory;
-//   one pass per row on AVX-512: scale, mask, row max (O and the row sums rescaled in memory
-//   when it moves), P = exp2(S - m), row sums, P into bf16 parts;
+//   S (32 x 256) = Q' K'^T on tiles 0-3 (2 x 2 output tiles per 32 keys; only the 32-key columns
+//   some row of the sub-block can see), stored to memory;
+//   one pass per row on AVX-512: P = exp2(S - m) against the running max as it stands (the lazy
+//   step, kept while every P <= 2^16), else the ordinary step (row max, O and the row sums
+//   rescaled in memory when it moves); row sums; P into bf16 parts;
 //   O (32 x Dq) += P' V' on tiles 0-3, loaded from / stored to the float32 O rows.
+// Each Q / P part is loaded into its tiles once for all the K / V parts it pairs with.
 // K and V are read in their own dtype and packed once per call into tile layout: K per part as
 // 16-key x 32-channel B tiles (pairs of channels in each 32-bit word, a 16 x 16 word transpose),
 // V per part as 32-key x 16-channel B tiles (pairs of keys in each word).
