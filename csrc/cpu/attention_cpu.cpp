@@ -41,6 +41,9 @@ struct Portable {
   static reg add(reg a, reg b) { return a + b; }
   static reg sub(reg a, reg b) { return a - b; }
   static reg max(reg a, reg b) { return a < b ? b : a; }
+  static float hsum(reg a) { return (a[0] + a[1]) + (a[2] + a[3]); }
+  static reg load_bf16(const uint16_t* p) { return reg{bf16_to_float(p[0]), bf16_to_float(p[1]), bf16_to_float(p[2]), bf16_to_float(p[3])}; }
+  static reg load_f16(const uint16_t* p) { return reg{half_to_float(p[0]), half_to_float(p[1]), half_to_float(p[2]), half_to_float(p[3])}; }
   static reg mask_ge(reg s, reg j, reg lim) { return j < lim ? s : set1(kNegInf); }
   static reg neginf_to_zero(reg m) { return m == set1(kNegInf) ? zero() : m; }
   static reg exp2(reg a) {
@@ -83,6 +86,21 @@ struct Portable {
   static reg add(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x + y; }); }
   static reg sub(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x - y; }); }
   static reg max(const reg& a, const reg& b) { return map2(a, b, [](float x, float y) { return x < y ? y : x; }); }
+  static float hsum(const reg& a) {
+    float s = 0.0f;
+    for (float e : a.v) s += e;
+    return s;
+  }
+  static reg load_bf16(const uint16_t* p) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = bf16_to_float(p[i]);
+    return r;
+  }
+  static reg load_f16(const uint16_t* p) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = half_to_float(p[i]);
+    return r;
+  }
   static reg mask_ge(const reg& s, const reg& j, const reg& lim) {
     reg r;
     for (int i = 0; i < W; ++i) r.v[i] = j.v[i] < lim.v[i] ? s.v[i] : kNegInf;
@@ -220,6 +238,10 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nsub = task_rows(bh, p.q_len, cx.Mq * kMaxSubBlocks, cx.Mq) / cx.Mq;
   cx.nqb = (p.q_len + cx.Mq * cx.nsub - 1) / (cx.Mq * cx.nsub);
   const Kernels& kern = pick(p.isa);
+  if (p.q_len <= kDecodeRows) {  // decoder steps: channels in lanes, K / V read in place
+    parallel_for(bh, task_grain(p.q_len, p), [&](int64_t t0, int64_t t1) { kern.decode(cx, t0, t1); });
+    return;
+  }
   if (use_amx(p) && forward_amx(cx)) return;  // reads q / k / v in their own dtype
   TrimCopies trim;
   prepare_kv(p, cx, true, kern);

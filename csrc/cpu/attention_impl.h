@@ -32,6 +32,8 @@ namespace attn {
 constexpr int kQueryChunk = 32;  // query lanes per QK^T micro-tile
 constexpr int kKeyBlock = 96;    // keys per online-softmax step (multiple of every MR_QK)
 constexpr int kMaxQueryBlock = 64;  // query rows per task (multiple of kQueryChunk)
+constexpr int64_t kDecodeRows = 8;  // calls with at most this many query rows take decode_tasks
+constexpr int64_t kDecodeKeys = 64; // K / V rows per decode_tasks chunk
 
 // What every ISA copy of the kernel needs; filled by the driver.
 struct Ctx {
@@ -56,6 +58,7 @@ struct Ctx {
 struct Kernels {
   void (*forward)(const Ctx&, int64_t, int64_t);
   void (*probs)(const Ctx&, int64_t, int64_t);
+  void (*decode)(const Ctx&, int64_t, int64_t);  // q_len <= kDecodeRows: tasks (b, head)
   // One row of q/k/v to float32 (times `scale`), with this ISA's conversions (F16C where present).
   void (*load_row)(const void* base, DType dt, int64_t offset, int64_t n, float scale, float* dst);
 };
@@ -726,9 +729,179 @@ void probs_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   }
 }
 
+// ---------------------------------------------------------------- decoder-sized calls
+//
+// A few query rows (decoder steps, q_len <= kDecodeRows): the tiled forward puts queries in
+// vector lanes, so one query would leave 31 of 32 lanes idle, and converting K / V for it would
+// cost more than its arithmetic. Here the head channels are in the lanes: per task (b, head)
+// each row's scores against its visible keys are dot products reduced across the lanes, an exact
+// two-pass softmax follows, then O = P V with each weight broadcast over a V row. K and V are
+// read in place in their own dtype when the head dim is a multiple of 16; other head dims are
+// converted kDecodeKeys rows at a time into zero-padded float32 buffers that stay in L1.
+
+// Vector loads of K / V elements in their dtype (Elem: float, or uint16_t bf16 / f16 bits).
+template <class V, DType DT>
+struct Rows {
+  static typename V::reg load(const void* base, int64_t i) {
+    if constexpr (DT == DType::f32) return V::load(static_cast<const float*>(base) + i);
+    else if constexpr (DT == DType::bf16) return V::load_bf16(static_cast<const uint16_t*>(base) + i);
+    else return V::load_f16(static_cast<const uint16_t*>(base) + i);
+  }
+};
+
+// s[i] = q . k_i for keys [0, n) (rows at element offsets i * ldk from k0), four at a time so
+// four dot products are in flight.
+template <class V, class L>
+void decode_scores(const float* q, const void* k, int64_t k0, int64_t ldk, int64_t n, int64_t Dp, float* s) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    const int64_t r0 = k0 + i * ldk;
+    for (int64_t c = 0; c < Dp; c += W) {
+      const R qv = V::load(q + c);
+      a0 = V::fma(qv, L::load(k, r0 + c), a0);
+      a1 = V::fma(qv, L::load(k, r0 + ldk + c), a1);
+      a2 = V::fma(qv, L::load(k, r0 + 2 * ldk + c), a2);
+      a3 = V::fma(qv, L::load(k, r0 + 3 * ldk + c), a3);
+    }
+    s[i] = V::hsum(a0), s[i + 1] = V::hsum(a1), s[i + 2] = V::hsum(a2), s[i + 3] = V::hsum(a3);
+  }
+  for (; i < n; ++i) {
+    R a = V::zero();
+    for (int64_t c = 0; c < Dp; c += W) a = V::fma(V::load(q + c), L::load(k, k0 + i * ldk + c), a);
+    s[i] = V::hsum(a);
+  }
+}
+
+// o[0, Dp) += sum over keys i < n of w[i] * v_i (rows at element offsets i * ldv from v0).
+template <class V, class L>
+void decode_pv(const float* w, int64_t n, const void* v, int64_t v0, int64_t ldv, int64_t Dp, float* o) {
+  using R = typename V::reg;
+  constexpr int W = V::W;
+  int64_t c = 0;
+  for (; c + 4 * W <= Dp; c += 4 * W) {
+    R a0 = V::load(o + c), a1 = V::load(o + c + W), a2 = V::load(o + c + 2 * W), a3 = V::load(o + c + 3 * W);
+    for (int64_t i = 0; i < n; ++i) {
+      const R x = V::set1(w[i]);
+      const int64_t e = v0 + i * ldv + c;
+      a0 = V::fma(x, L::load(v, e), a0);
+      a1 = V::fma(x, L::load(v, e + W), a1);
+      a2 = V::fma(x, L::load(v, e + 2 * W), a2);
+      a3 = V::fma(x, L::load(v, e + 3 * W), a3);
+    }
+    V::store(o + c, a0), V::store(o + c + W, a1), V::store(o + c + 2 * W, a2), V::store(o + c + 3 * W, a3);
+  }
+  for (; c < Dp; c += W) {
+    R a = V::load(o + c);
+    for (int64_t i = 0; i < n; ++i) a = V::fma(V::set1(w[i]), L::load(v, v0 + i * ldv + c), a);
+    V::store(o + c, a);
+  }
+}
+
+template <class V, class L>
+void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
+  FlushDenormals ftz;
+  using R = typename V::reg;
+  using F32 = Rows<V, DType::f32>;
+  constexpr int W = V::W;
+  constexpr int64_t KC = kDecodeKeys;
+  const AttentionParams& p = *cx.p;
+  const int64_t D = p.head_dim, Dp = cx.Dp, G = p.q_heads / p.kv_heads, NQ = p.q_len;
+  const bool direct = D == Dp;  // else rows go through the padded float32 buffers
+  const int64_t lds = round_up(std::max<int64_t>(p.kv_len, 1), W);
+  std::unique_ptr<float[]> qb(new float[NQ * Dp]), ob(new float[NQ * Dp]), sc(new float[NQ * lds]);
+  std::unique_ptr<float[]> buf(direct ? nullptr : new float[KC * Dp]);
+  float m[kDecodeRows], l[kDecodeRows];
+  int64_t lim[kDecodeRows];
+  // Rows [j0, j0 + n) of K or V of one (b, kv head) into buf as zero-padded float32.
+  auto convert = [&](const void* base, int64_t off, int64_t ld, int64_t j0, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+      load_row(base, p.dtype, off + (j0 + i) * ld, D, 1.0f, buf.get() + i * Dp);
+      std::fill(buf.get() + i * Dp + D, buf.get() + (i + 1) * Dp, 0.0f);
+    }
+  };
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t h = t % p.q_heads, b = t / p.q_heads;
+    const int64_t ql = p.q_lens ? p.q_lens[b] : NQ, kl = p.kv_lens ? p.kv_lens[b] : p.kv_len;
+    const int64_t vrows = std::min(NQ, ql);
+    const int64_t koff = b * p.k_stride[0] + (h / G) * p.k_stride[1], ldk = p.k_stride[2];
+    const int64_t voff = b * p.v_stride[0] + (h / G) * p.v_stride[1], ldv = p.v_stride[2];
+    int64_t nmax = 0;
+    for (int64_t r = 0; r < vrows; ++r) {
+      load_row(p.q, p.dtype, b * p.q_stride[0] + h * p.q_stride[1] + r * p.q_stride[2], D, cx.qscale, qb.get() + r * Dp);
+      std::fill(qb.get() + r * Dp + D, qb.get() + (r + 1) * Dp, 0.0f);
+      std::fill(ob.get() + r * Dp, ob.get() + (r + 1) * Dp, 0.0f);
+      lim[r] = key_limit(p.causal, r, ql, kl);
+      nmax = std::max(nmax, lim[r]);
+    }
+    // Scores in log2 units (the scale is in q).
+    for (int64_t j0 = 0; j0 < nmax; j0 += KC) {
+      const int64_t n = std::min(KC, nmax - j0);
+      if (!direct) convert(p.k, koff, ldk, j0, n);
+      for (int64_t r = 0; r < vrows; ++r) {
+        float* s = sc.get() + r * lds + j0;
+        if (direct)
+          decode_scores<V, L>(qb.get() + r * Dp, p.k, koff + j0 * ldk, ldk, n, Dp, s);
+        else
+          decode_scores<V, F32>(qb.get() + r * Dp, buf.get(), 0, Dp, n, Dp, s);
+      }
+    }
+    // Exact softmax per row over its visible keys (the tail of the last vector masked to -inf).
+    for (int64_t r = 0; r < vrows; ++r) {
+      float* s = sc.get() + r * lds;
+      const int64_t n = lim[r], nv = round_up(n, W);
+      for (int64_t i = n; i < nv; ++i) s[i] = kNegInf;
+      R mx = V::set1(kNegInf);
+      for (int64_t c = 0; c < nv; c += W) mx = V::max(mx, V::load(s + c));
+      alignas(64) float lanes[W];
+      V::store(lanes, mx);
+      float mm = kNegInf;
+      for (int u = 0; u < W; ++u) mm = std::max(mm, lanes[u]);
+      m[r] = mm;
+      const R mu = V::set1(mm == kNegInf ? 0.0f : mm);  // no visible key: exp2(-inf - 0) = 0
+      R sum = V::zero();
+      for (int64_t c = 0; c < nv; c += W) {
+        const R e = V::exp2(V::sub(V::load(s + c), mu));  // NaN scores stay NaN and reach O and l
+        V::store(s + c, e);
+        sum = V::add(sum, e);
+      }
+      l[r] = V::hsum(sum);
+    }
+    // O = P V.
+    for (int64_t j0 = 0; j0 < nmax; j0 += KC) {
+      const int64_t n = std::min(KC, nmax - j0);
+      if (!direct) convert(p.v, voff, ldv, j0, n);
+      for (int64_t r = 0; r < vrows; ++r) {
+        const int64_t nr = std::min(n, lim[r] - j0);
+        if (nr <= 0) continue;
+        const float* w = sc.get() + r * lds + j0;
+        if (direct)
+          decode_pv<V, L>(w, nr, p.v, voff + j0 * ldv, ldv, Dp, ob.get() + r * Dp);
+        else
+          decode_pv<V, F32>(w, nr, buf.get(), 0, Dp, Dp, ob.get() + r * Dp);
+      }
+    }
+    const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
+    float* lse = p.lse ? p.lse + (b * p.q_heads + h) * p.q_len : nullptr;
+    for (int64_t r = 0; r < NQ; ++r)
+      write_row(p, ooff + r * p.out_stride[2], lse, r, ob.get() + r * Dp, r < vrows ? l[r] : 0.0f, r < vrows ? m[r] : 0.0f);
+  }
+}
+
+template <class V>
+void decode_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
+  switch (cx.p->dtype) {
+    case DType::f32: decode_tasks_as<V, Rows<V, DType::f32>>(cx, t0, t1); break;
+    case DType::bf16: decode_tasks_as<V, Rows<V, DType::bf16>>(cx, t0, t1); break;
+    default: decode_tasks_as<V, Rows<V, DType::f16>>(cx, t0, t1); break;
+  }
+}
+
 template <class V>
 const Kernels& make_kernels() {
-  static const Kernels k{&forward_tasks<V>, &probs_tasks<V>, &load_row};
+  static const Kernels k{&forward_tasks<V>, &probs_tasks<V>, &decode_tasks<V>, &load_row};
   return k;
 }
 

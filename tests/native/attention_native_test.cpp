@@ -134,7 +134,9 @@ int main() {
       {2, 2, 1, 150, 61, 80, true, true, DType::bf16},    // causal with Nq > Nk
       {1, 2, 2, 33, 300, 128, false, true, DType::bf16},  // one 32-row sub-block + one row
       {1, 1, 1, 260, 260, 256, true, false, DType::bf16}, // head dim 256, three sub-blocks
-      {2, 2, 2, 5, 77, 64, false, true, DType::bf16},     // decoder-like: few queries
+      {2, 2, 2, 5, 77, 64, false, true, DType::bf16},     // decoder path: few queries, K/V in place
+      {2, 4, 2, 3, 150, 40, true, true, DType::f32},      // decoder path, head dim 40: converted chunks
+      {1, 2, 1, 8, 131, 80, true, false, DType::bf16},    // decoder path at its row limit, head dim 80
   };
   for (const Case& c : cases)
     for (int isa : isas) {
