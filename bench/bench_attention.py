@@ -156,6 +156,28 @@ def test_cpu_attention_bf16_vs_sdpa(benchmark, name):
           f"{fl / t_ours / 1e9:.1f} GFLOP/s")
 
 
+DECODE_CASES = [(dt, nq, nk) for dt in ("float32", "bfloat16") for nq, nk in ((1, 1024), (1, 4096), (4, 1024))]
+
+
+@pytest.mark.parametrize("dt, nq, nk", DECODE_CASES, ids=lambda x: str(x))
+def test_cpu_attention_decoder_step(benchmark, dt, nq, nk):
+    """Decoder-sized calls (B1 H8 D64, 1-4 query rows against a cache of keys): sonicore's
+    channels-in-lanes path against SDPA, the whole Python call each (medians of interleaved
+    rounds, 2 threads)."""
+    g = torch.Generator().manual_seed(0)
+    dtype = getattr(torch, dt)
+    q = torch.randn(1, 8, nq, 64, generator=g).to(dtype)
+    k, v = (torch.randn(1, 8, nk, 64, generator=g).to(dtype) for _ in range(2))
+    ours = lambda: attention(q, k, v, backend="cpu")
+    sdpa = lambda: F.scaled_dot_product_attention(q, k, v)
+    t_ours, t_sdpa = interleaved_medians([ours, sdpa], 201)
+    benchmark.pedantic(ours, rounds=1, iterations=1)
+    benchmark.extra_info.update({"ours_us": round(t_ours * 1e6, 1), "sdpa_us": round(t_sdpa * 1e6, 1),
+                                 "ratio": round(t_ours / t_sdpa, 3)})
+    print(f"\ndecoder step {dt} nq {nq} nk {nk}: ours {t_ours * 1e6:.1f} us, sdpa {t_sdpa * 1e6:.1f} us, "
+          f"ratio {t_ours / t_sdpa:.3f}")
+
+
 F32_AMX_CASES = ["n1024", "n4096", "mmaudio-joint"]
 
 
