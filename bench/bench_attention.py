@@ -65,6 +65,20 @@ def cpu_case(name):
     return q, k, v, causal, flops(B, H, Nq, Nk, D, causal)
 
 
+def with_isa_cap(fn, cap):
+    """fn run with sonicore.ops.attention's CPU ISA cap set to `cap` (3 AMX for every dtype,
+    2 AVX-512, ...), restored afterwards."""
+    mod = sys.modules["sonicore.ops.attention"]
+
+    def capped():
+        old, mod._CPU_ISA_CAP = mod._CPU_ISA_CAP, cap
+        try:
+            fn()
+        finally:
+            mod._CPU_ISA_CAP = old
+    return capped
+
+
 @pytest.fixture(autouse=True)
 def two_threads():
     old = torch.get_num_threads()
@@ -130,20 +144,13 @@ def test_cpu_attention_bf16_vs_sdpa(benchmark, name):
     """bfloat16 in and out (MMAudio / Whisper run so on CPU): sonicore's default path (the AMX
     tile kernel where the CPU has it) against SDPA (oneDNN, AMX as well on such CPUs) and against
     sonicore's AVX-512 kernel capped with isa 2; medians of interleaved rounds, 2 threads."""
-    mod = sys.modules["sonicore.ops.attention"]
     q, k, v, causal, fl = cpu_case(name)
     q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
     rounds = 3 if q.shape[2] >= 4096 else 11
     ours = lambda: attention(q, k, v, causal=causal, backend="cpu")
     sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
 
-    def avx512_kernel():  # the ISA cap 2 keeps the call off the AMX kernel
-        old, mod._CPU_ISA_CAP = mod._CPU_ISA_CAP, 2
-        try:
-            ours()
-        finally:
-            mod._CPU_ISA_CAP = old
-
+    avx512_kernel = with_isa_cap(ours, 2)  # the ISA cap 2 keeps the call off the AMX kernel
     t_ours, t_sdpa, t_avx = interleaved_medians([ours, sdpa, avx512_kernel], rounds)
     benchmark.pedantic(ours, rounds=1, iterations=1)
     benchmark.extra_info.update({
@@ -187,19 +194,11 @@ def test_cpu_attention_f32_on_amx(benchmark, name):
     """float32 through the AMX kernel (isa 3: operands split exactly into three bf16 parts, six
     tile products per matmul) against sonicore's default float32 path (the AVX-512 kernel) and
     SDPA; medians of interleaved rounds, 2 threads. Not the default: see docs/attention.md."""
-    mod = sys.modules["sonicore.ops.attention"]
     q, k, v, causal, fl = cpu_case(name)
     rounds = 3 if q.shape[2] >= 4096 else 11
     ours = lambda: attention(q, k, v, causal=causal, backend="cpu")
     sdpa = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-    def on_amx():
-        old, mod._CPU_ISA_CAP = mod._CPU_ISA_CAP, 3
-        try:
-            ours()
-        finally:
-            mod._CPU_ISA_CAP = old
-
+    on_amx = with_isa_cap(ours, 3)
     t_amx, t_ours, t_sdpa = interleaved_medians([on_amx, ours, sdpa], rounds)
     benchmark.pedantic(on_amx, rounds=1, iterations=1)
     benchmark.extra_info.update({

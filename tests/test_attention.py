@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attention_isas import A, ISA_CAPS, isa  # noqa: F401  (isa: a fixture)
-from attention_reference import reference
+from attention_reference import assert_close_to_reference, random_qkv, reference
 from sonicore import _backend
 from sonicore.ops import attention, attention_probs
 
@@ -28,33 +28,11 @@ def isa_dtype(request, monkeypatch):
     return request.param[1]
 
 
-def make(rng, B, Hq, Hkv, Nq, Nk, D, dtype):
-    t = lambda *s: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).to(dtype)
-    return t(B, Hq, Nq, D), t(B, Hkv, Nk, D), t(B, Hkv, Nk, D)
-
-
 def lens(rng, B, N, full_first=True):
     out = rng.integers(0, N + 1, size=B).astype(np.int32)
     if full_first:
         out[0] = N
     return torch.from_numpy(out)
-
-
-def check(out, lse, q, k, v, *, causal=False, q_lens=None, kv_lens=None, scale=None):
-    """fp32: close to float64; fp16/bf16: error <= 2x torch's own error in that dtype."""
-    ref, ref_lse = reference(q, k, v, causal=causal, q_lens=q_lens, kv_lens=kv_lens, scale=scale)
-    err = (out.double() - ref).abs().max().item()
-    if q.dtype == torch.float32:
-        assert err <= 2e-5 * max(1.0, ref.abs().max().item()), err
-    else:
-        low, _ = reference(q, k, v, causal=causal, q_lens=q_lens, kv_lens=kv_lens, scale=scale, dtype=q.dtype)
-        err_torch = (low.double() - ref).abs().max().item()
-        assert err <= 2 * err_torch + 1e-6, (err, err_torch)
-    if lse is not None:
-        assert torch.equal(torch.isneginf(lse), torch.isneginf(ref_lse))
-        fin = torch.isfinite(ref_lse)
-        assert (lse.double()[fin] - ref_lse[fin]).abs().max().item() <= 1e-4 if fin.any() else True
-    return err
 
 
 SHAPES = [  # B, Hq, Hkv, Nq, Nk, D
@@ -71,17 +49,17 @@ SHAPES = [  # B, Hq, Hkv, Nq, Nk, D
 @pytest.mark.parametrize("causal", [False, True])
 def test_cpu_matches_reference(rng, isa_dtype, shape, causal):
     dtype = isa_dtype
-    q, k, v = make(rng, *shape, dtype)
+    q, k, v = random_qkv(rng, *shape, dtype)
     out, lse = attention(q, k, v, causal=causal, return_lse=True, backend="cpu")
     assert out.dtype == dtype and out.shape == q.shape and lse.dtype == torch.float32
-    check(out, lse, q, k, v, causal=causal)
+    assert_close_to_reference(out, lse, q, k, v, causal=causal)
 
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_cpu_padded_batch_with_lens(rng, isa_dtype, causal):
     dtype = isa_dtype
     B, Hq, Hkv, Nq, Nk, D = 4, 4, 2, 97, 131, 64
-    q, k, v = make(rng, B, Hq, Hkv, Nq, Nk, D, dtype)
+    q, k, v = random_qkv(rng, B, Hq, Hkv, Nq, Nk, D, dtype)
     ql, kl = lens(rng, B, Nq), lens(rng, B, Nk)
     ql[1], kl[1] = 0, 5          # an empty query batch entry
     kl[2] = 0                    # a batch entry with no keys at all
@@ -91,7 +69,7 @@ def test_cpu_padded_batch_with_lens(rng, isa_dtype, causal):
         v[b, :, int(kl[b]):] = float("nan")
         q[b, :, int(ql[b]):] = float("nan")
     out, lse = attention(q, k, v, causal=causal, q_lens=ql, kv_lens=kl, return_lse=True)
-    check(out, lse, q, k, v, causal=causal, q_lens=ql, kv_lens=kl)
+    assert_close_to_reference(out, lse, q, k, v, causal=causal, q_lens=ql, kv_lens=kl)
     assert torch.isfinite(out).all()
     assert (out[2] == 0).all() and torch.isneginf(lse[2]).all()
     for b in range(B):
@@ -100,56 +78,56 @@ def test_cpu_padded_batch_with_lens(rng, isa_dtype, causal):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bfloat16: the AMX kernel where present
 def test_cpu_long_sequence_1025(rng, dtype):
-    q, k, v = make(rng, 1, 2, 1, 1025, 1025, 64, dtype)
+    q, k, v = random_qkv(rng, 1, 2, 1, 1025, 1025, 64, dtype)
     for causal in (False, True):
         out, lse = attention(q, k, v, causal=causal, return_lse=True)
-        check(out, lse, q, k, v, causal=causal)
+        assert_close_to_reference(out, lse, q, k, v, causal=causal)
 
 
 @pytest.mark.parametrize("D", [16, 32, 40, 64, 80, 96, 128, 256])
 def test_cpu_head_dims(rng, D, isa):
-    q, k, v = make(rng, 2, 2, 1, 33, 70, D, torch.float32)
+    q, k, v = random_qkv(rng, 2, 2, 1, 33, 70, D, torch.float32)
     kl = torch.tensor([70, 41], dtype=torch.int32)
     out, lse = attention(q, k, v, causal=True, kv_lens=kl, return_lse=True)
-    check(out, lse, q, k, v, causal=True, kv_lens=kl)
+    assert_close_to_reference(out, lse, q, k, v, causal=True, kv_lens=kl)
 
 
 def test_causal_more_queries_than_keys(rng, isa_dtype):
     dtype = isa_dtype
     # Bottom-right alignment: the first Nq - Nk rows see no key -> zeros and lse -inf.
-    q, k, v = make(rng, 1, 2, 2, 50, 13, 64, dtype)
+    q, k, v = random_qkv(rng, 1, 2, 2, 50, 13, 64, dtype)
     out, lse = attention(q, k, v, causal=True, return_lse=True)
-    check(out, lse, q, k, v, causal=True)
+    assert_close_to_reference(out, lse, q, k, v, causal=True)
     assert (out[:, :, :37] == 0).all() and torch.isneginf(lse[:, :, :37]).all()
     assert torch.isfinite(lse[:, :, 37:]).all()
 
 
 @pytest.mark.parametrize("backend", ["cpu", "torch"])
 def test_bnhd_layout_without_copy(rng, backend):
-    q, k, v = make(rng, 2, 4, 2, 37, 53, 64, torch.float32)
+    q, k, v = random_qkv(rng, 2, 4, 2, 37, 53, 64, torch.float32)
     qn, kn, vn = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # (B, N, H, D) in memory
     out = attention(qn, kn, vn, layout="bnhd", causal=True, backend=backend)
     assert out.shape == qn.shape
-    check(out.transpose(1, 2), None, q, k, v, causal=True)
+    assert_close_to_reference(out.transpose(1, 2), None, q, k, v, causal=True)
 
 
 def test_scale_and_numpy_in_numpy_out(rng):
-    q, k, v = make(rng, 1, 2, 2, 19, 23, 32, torch.float32)
+    q, k, v = random_qkv(rng, 1, 2, 2, 19, 23, 32, torch.float32)
     out, lse = attention(q.numpy(), k.numpy(), v.numpy(), scale=0.37, return_lse=True)
     assert isinstance(out, np.ndarray) and isinstance(lse, np.ndarray) and out.dtype == np.float32
-    check(torch.from_numpy(out), torch.from_numpy(lse), q, k, v, scale=0.37)
+    assert_close_to_reference(torch.from_numpy(out), torch.from_numpy(lse), q, k, v, scale=0.37)
 
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 def test_torch_backend_matches_reference(rng, dtype):
-    q, k, v = make(rng, 3, 4, 2, 29, 41, 40, dtype)
+    q, k, v = random_qkv(rng, 3, 4, 2, 29, 41, 40, dtype)
     ql, kl = lens(rng, 3, 29), lens(rng, 3, 41)
     out, lse = attention(q, k, v, causal=True, q_lens=ql, kv_lens=kl, return_lse=True, backend="torch")
-    check(out, lse, q, k, v, causal=True, q_lens=ql, kv_lens=kl)
+    assert_close_to_reference(out, lse, q, k, v, causal=True, q_lens=ql, kv_lens=kl)
 
 
 def test_nan_propagates_without_crash(rng, isa):
-    q, k, v = make(rng, 1, 2, 2, 20, 30, 64, torch.float32)
+    q, k, v = random_qkv(rng, 1, 2, 2, 20, 30, 64, torch.float32)
     q[0, 0, 3, 5] = float("nan")
     out, lse = attention(q, k, v, return_lse=True)
     assert torch.isnan(out[0, 0, 3]).all() and torch.isnan(lse[0, 0, 3])
@@ -157,7 +135,7 @@ def test_nan_propagates_without_crash(rng, isa):
     mask[0, 0, 3] = False
     assert torch.isfinite(out[mask]).all()
     # NaN in a valid key reaches every row that sees it (causal: rows >= 10 only).
-    q, k, v = make(rng, 1, 1, 1, 30, 30, 64, torch.float32)
+    q, k, v = random_qkv(rng, 1, 1, 1, 30, 30, 64, torch.float32)
     k[0, 0, 10, 0] = float("nan")
     out = attention(q, k, v, causal=True)
     assert torch.isfinite(out[0, 0, :10]).all() and torch.isnan(out[0, 0, 10:]).all()
@@ -190,7 +168,7 @@ def probs_reference(q, k, heads, scale=None, kv_lens=None):
 @pytest.mark.parametrize("backend", ["cpu", "torch"])
 def test_probs_selected_heads(rng, isa_dtype, backend):
     dtype = isa_dtype
-    q, k, _ = make(rng, 3, 6, 3, 37, 150, 64, dtype)
+    q, k, _ = random_qkv(rng, 3, 6, 3, 37, 150, 64, dtype)
     kl = lens(rng, 3, 150)
     kl[2] = 0
     heads = [5, 0, 3]
@@ -203,7 +181,7 @@ def test_probs_selected_heads(rng, isa_dtype, backend):
 
 
 def test_probs_bnhd_numpy_all_heads(rng):
-    q, k, _ = make(rng, 1, 4, 4, 7, 1500, 64, torch.float32)
+    q, k, _ = random_qkv(rng, 1, 4, 4, 7, 1500, 64, torch.float32)
     qn, kn = (t.transpose(1, 2).contiguous().numpy() for t in (q, k))
     p = attention_probs(qn, kn, layout="bnhd", scale=0.2)
     assert isinstance(p, np.ndarray) and p.shape == (1, 4, 7, 1500)

@@ -1,10 +1,9 @@
 """The Triton flash forward against the float64 reference: on a GPU when there is one, else in
 the interpreter (TRITON_INTERPRET=1, set by conftest) at small sizes with tiles of 16."""
-import numpy as np
 import pytest
 import torch
 
-from attention_reference import reference
+from attention_reference import assert_close_to_reference, random_qkv, reference
 from sonicore import _backend
 from sonicore.ops import attention
 
@@ -12,26 +11,10 @@ pytestmark = pytest.mark.skipif(not _backend.triton_usable()[0], reason="triton 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def make(rng, B, Hq, Hkv, Nq, Nk, D, dtype):
-    t = lambda *s: torch.from_numpy(rng.standard_normal(s).astype(np.float32)).to(dtype)
-    return t(B, Hq, Nq, D), t(B, Hkv, Nk, D), t(B, Hkv, Nk, D)
-
-
 def run_and_check(q, k, v, **kw):
     dev = [t.to(DEVICE) for t in (q, k, v)]
     out, lse = attention(*dev, backend="triton", return_lse=True, **kw)
-    out, lse = out.cpu(), lse.cpu()
-    ref, ref_lse = reference(q, k, v, **kw)
-    err = (out.double() - ref).abs().max().item()
-    if q.dtype == torch.float32:
-        assert err <= 2e-5 * max(1.0, ref.abs().max().item()), err
-    else:
-        low, _ = reference(q, k, v, dtype=q.dtype, **kw)
-        assert err <= 2 * (low.double() - ref).abs().max().item() + 1e-6
-    assert torch.equal(torch.isneginf(lse), torch.isneginf(ref_lse))
-    fin = torch.isfinite(ref_lse)
-    if fin.any():
-        assert (lse.double()[fin] - ref_lse[fin]).abs().max().item() <= 1e-4
+    assert_close_to_reference(out.cpu(), lse.cpu(), q, k, v, **kw)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
@@ -39,19 +22,19 @@ def run_and_check(q, k, v, **kw):
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
 def test_triton_matches_reference(rng, dtype, shape, causal):
-    q, k, v = make(rng, *shape, dtype)
+    q, k, v = random_qkv(rng, *shape, dtype)
     run_and_check(q, k, v, causal=causal)
 
 
 def test_triton_lens_gqa_and_empty_rows(rng):
-    q, k, v = make(rng, 3, 4, 2, 21, 29, 32, torch.float32)
+    q, k, v = random_qkv(rng, 3, 4, 2, 21, 29, 32, torch.float32)
     ql = torch.tensor([21, 0, 9], dtype=torch.int32)
     kl = torch.tensor([29, 7, 0], dtype=torch.int32)
     run_and_check(q, k, v, causal=True, q_lens=ql, kv_lens=kl)
 
 
 def test_triton_bnhd_layout(rng):
-    q, k, v = make(rng, 1, 2, 2, 17, 19, 64, torch.float32)
+    q, k, v = random_qkv(rng, 1, 2, 2, 17, 19, 64, torch.float32)
     qn, kn, vn = (t.transpose(1, 2).contiguous().to(DEVICE) for t in (q, k, v))
     out = attention(qn, kn, vn, layout="bnhd", backend="triton").cpu()
     ref, _ = reference(q, k, v)
