@@ -13,6 +13,8 @@ import torch
 import triton
 import triton.language as tl
 
+from sonicore._backend import TRITON_OPTIONS
+
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 
@@ -138,7 +140,7 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
         Hq, Nq, Nk, D, float(scale) * _LOG2E,
         GROUP=Hq // Hkv, CAUSAL=bool(causal), HAS_QLENS=q_lens is not None, HAS_KVLENS=kv_lens is not None,
         IEEE=q.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        num_warps=warps, num_stages=stages,
+        num_warps=warps, num_stages=stages, **TRITON_OPTIONS,
     )
     if not direct:
         out.copy_(o)

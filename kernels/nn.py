@@ -6,6 +6,8 @@ of a following kernel-k convolution: row n, tap j holds y[n + j - k//2] (zero ou
 import triton
 import triton.language as tl
 
+from sonicore._backend import TRITON_OPTIONS
+
 
 @triton.jit
 def _store_taps(out_ptr, y, b, n, N, C, offs, mask, TAPS: tl.constexpr):
@@ -102,7 +104,7 @@ def adaln_layernorm(x, shift, scale, out, eps, taps):
     sh_n = shift.stride(1) if shift.shape[1] != 1 else 0
     sc_n = scale.stride(1) if scale.shape[1] != 1 else 0
     _adaln_kernel[(B * N,)](x, shift, scale, out, N, D, shift.stride(0), sh_n, scale.stride(0), sc_n,
-                            float(eps), TAPS=taps, BLOCK_D=block)
+                            float(eps), TAPS=taps, BLOCK_D=block, **TRITON_OPTIONS)
     return out
 
 
@@ -110,7 +112,7 @@ def swiglu(h, out, taps):
     B, N, F2 = h.shape
     F = F2 // 2
     block = min(1024, max(16, triton.next_power_of_2(F)))
-    _swiglu_kernel[(B * N, triton.cdiv(F, block))](h, out, N, F, TAPS=taps, BLOCK=block)
+    _swiglu_kernel[(B * N, triton.cdiv(F, block))](h, out, N, F, TAPS=taps, BLOCK=block, **TRITON_OPTIONS)
     return out
 
 
@@ -121,5 +123,5 @@ def qk_norm_rope(qkv, num_heads, q_weight, k_weight, rot, q, k, v, eps):
     _qk_norm_rope_kernel[(B * N * num_heads,)](
         qkv, q_weight, k_weight, rot_t, q, k, v, N, num_heads,
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), float(eps), HD=hd, ROPE=rot is not None)
+        v.stride(0), v.stride(1), v.stride(2), float(eps), HD=hd, ROPE=rot is not None, **TRITON_OPTIONS)
     return q, k, v

@@ -8,6 +8,8 @@ Computes in float32, stores in the output's dtype.
 import triton
 import triton.language as tl
 
+from sonicore._backend import TRITON_OPTIONS
+
 
 @triton.jit
 def _aa_snake_kernel(x_ptr, out_ptr, alpha_ptr, ib_ptr, up_ptr, down_ptr, T, C, BLOCK: tl.constexpr):
@@ -45,5 +47,5 @@ def anti_aliased_snake(x, alpha, inv_beta, up_filter, down_filter, out, block=25
     if B * C == 0:
         return out
     grid = (B * C, triton.cdiv(T, block))
-    _aa_snake_kernel[grid](x, out, alpha, inv_beta, up_filter, down_filter, T, C, BLOCK=block)
+    _aa_snake_kernel[grid](x, out, alpha, inv_beta, up_filter, down_filter, T, C, BLOCK=block, **TRITON_OPTIONS)
     return out

@@ -18,6 +18,8 @@ from typing import Optional
 
 import torch
 
+from .._backend import TRITON_OPTIONS
+
 __all__ = ["stft", "istft"]
 
 _PAD_CODE = {"constant": 0, "reflect": 1, "replicate": 2, "circular": 3}
@@ -79,7 +81,7 @@ def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: in
         block = min(1024, max(16, 1 << (n_fft - 1).bit_length()))
         grid = (batch * n_frames, (n_fft + block - 1) // block)
         k.frame_kernel[grid](x2, window, frames, n_samples, x2.stride(0), n_frames, n_fft, hop, pad,
-                             _scalars(x2, scale), PAD_MODE=_PAD_CODE[pad_mode], BLOCK=block)
+                             _scalars(x2, scale), PAD_MODE=_PAD_CODE[pad_mode], BLOCK=block, **TRITON_OPTIONS)
     return frames
 
 
@@ -149,7 +151,7 @@ def stft(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center: b
         bt, bf = 32, 32
         grid = ((n_frames + bt - 1) // bt, (n_bins + bf - 1) // bf, batch)
         k.spectrum_kernel[grid](sv, out, n_frames, n_bins, _scalars(out, magnitude_eps, log_floor),
-                                KIND=_KIND_CODE[output], BLOCK_T=bt, BLOCK_F=bf)
+                                KIND=_KIND_CODE[output], BLOCK_T=bt, BLOCK_F=bf, **TRITON_OPTIONS)
     return out
 
 
@@ -208,7 +210,7 @@ def istft(spec: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center
         block = 256
         grid = ((n_out + block - 1) // block, batch)
         k.overlap_add_kernel[grid](frames, window, out, flag, n_frames, n_fft, hop, start, n_out,
-                                   _scalars(out, scale), BLOCK=block)
+                                   _scalars(out, scale), BLOCK=block, **TRITON_OPTIONS)
     # One device->host sync, as torch.istft does for the same check.
     if int(flag.item()) != 0:
         raise ValueError(_NOLA)
