@@ -238,7 +238,9 @@ void attention_forward_cpu(const AttentionParams& p) {
   cx.nsub = task_rows(bh, p.q_len, cx.Mq * kMaxSubBlocks, cx.Mq) / cx.Mq;
   cx.nqb = (p.q_len + cx.Mq * cx.nsub - 1) / (cx.Mq * cx.nsub);
   const Kernels& kern = pick(p.isa);
-  if (p.q_len <= kDecodeRows) {  // decoder steps: channels in lanes, K / V read in place
+  // Decoder steps: channels in lanes, K / V read in place. Their scores are kept whole (a row of
+  // kv_len floats per query and thread), so key counts past 16M per query stay on the tiled path.
+  if (p.q_len <= kDecodeRows && p.q_len * p.kv_len <= (int64_t(16) << 20)) {
     parallel_for(bh, task_grain(p.q_len, p), [&](int64_t t0, int64_t t1) { kern.decode(cx, t0, t1); });
     return;
   }
