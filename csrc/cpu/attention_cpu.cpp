@@ -1,6 +1,7 @@
-// CPU attention driver: validates the call, converts K and V to float32 rows when they are not
-// float32 already, then runs the tiled forward over (batch x heads x query blocks) on
-// sonicore's pool with the best ISA of this CPU.
+// CPU attention driver: validates the call, then runs on sonicore's pool with the best ISA of
+// this CPU either the decoder path (at most kDecodeRows query rows; K / V read in place) or the
+// AMX forward (bfloat16 on CPUs with tiles) or the tiled forward over (batch x heads x query
+// blocks), which first converts K and V to float32 rows when they are not float32 already.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
@@ -42,8 +43,12 @@ struct Portable {
   static reg sub(reg a, reg b) { return a - b; }
   static reg max(reg a, reg b) { return a < b ? b : a; }
   static float hsum(reg a) { return (a[0] + a[1]) + (a[2] + a[3]); }
-  static reg load_bf16(const uint16_t* p) { return reg{bf16_to_float(p[0]), bf16_to_float(p[1]), bf16_to_float(p[2]), bf16_to_float(p[3])}; }
-  static reg load_f16(const uint16_t* p) { return reg{half_to_float(p[0]), half_to_float(p[1]), half_to_float(p[2]), half_to_float(p[3])}; }
+  static reg load_bf16(const uint16_t* p) {
+    return reg{bf16_to_float(p[0]), bf16_to_float(p[1]), bf16_to_float(p[2]), bf16_to_float(p[3])};
+  }
+  static reg load_f16(const uint16_t* p) {
+    return reg{half_to_float(p[0]), half_to_float(p[1]), half_to_float(p[2]), half_to_float(p[3])};
+  }
   static reg mask_ge(reg s, reg j, reg lim) { return j < lim ? s : set1(kNegInf); }
   static reg neginf_to_zero(reg m) { return m == set1(kNegInf) ? zero() : m; }
   static reg exp2(reg a) {

@@ -830,7 +830,8 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     const int64_t voff = b * p.v_stride[0] + (h / G) * p.v_stride[1], ldv = p.v_stride[2];
     int64_t nmax = 0;
     for (int64_t r = 0; r < vrows; ++r) {
-      load_row(p.q, p.dtype, b * p.q_stride[0] + h * p.q_stride[1] + r * p.q_stride[2], D, cx.qscale, qb.get() + r * Dp);
+      const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1] + r * p.q_stride[2];
+      load_row(p.q, p.dtype, qoff, D, cx.qscale, qb.get() + r * Dp);
       std::fill(qb.get() + r * Dp + D, qb.get() + (r + 1) * Dp, 0.0f);
       std::fill(ob.get() + r * Dp, ob.get() + (r + 1) * Dp, 0.0f);
       lim[r] = key_limit(p.causal, r, ql, kl);
@@ -886,7 +887,8 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
     float* lse = p.lse ? p.lse + (b * p.q_heads + h) * p.q_len : nullptr;
     for (int64_t r = 0; r < NQ; ++r)
-      write_row(p, ooff + r * p.out_stride[2], lse, r, ob.get() + r * Dp, r < vrows ? l[r] : 0.0f, r < vrows ? m[r] : 0.0f);
+      write_row(p, ooff + r * p.out_stride[2], lse, r, ob.get() + r * Dp, r < vrows ? l[r] : 0.0f,
+                r < vrows ? m[r] : 0.0f);
   }
 }
 
