@@ -15,6 +15,7 @@ struct Avx2 {
   static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 3;  // 3 queries x 32 channels = 12 ymm accumulators
   static constexpr bool TRANSPOSE16 = false;  // Q is transposed by the scalar path
+  static constexpr int DEC_ROWS = 2;  // decoder path: 4 keys x 2 rows = 8 ymm accumulators
   using reg = __m256;
   static reg load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }

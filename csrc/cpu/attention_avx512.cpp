@@ -15,6 +15,7 @@ struct Avx512 {
   static constexpr bool WIDE_QK = true;  // 6 keys x 64 queries tiles when 64 queries remain
   static constexpr int MR_PV = 6;   // 6 queries x 64 channels = 24 zmm accumulators
   static constexpr bool TRANSPOSE16 = true;
+  static constexpr int DEC_ROWS = 4;  // decoder path: 4 keys x 4 rows = 16 zmm accumulators
   using reg = __m512;
   static reg load(const float* p) { return _mm512_loadu_ps(p); }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }

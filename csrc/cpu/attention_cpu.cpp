@@ -28,6 +28,7 @@ struct Portable {
   static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;  // 2 queries x 16 channels = 8 vector accumulators
   static constexpr bool TRANSPOSE16 = false;  // Q is transposed by the scalar path
+  static constexpr int DEC_ROWS = 2;
   typedef float reg __attribute__((vector_size(16)));
   static reg load(const float* p) {
     reg r;
@@ -61,6 +62,7 @@ struct Portable {
   static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;
   static constexpr bool TRANSPOSE16 = false;
+  static constexpr int DEC_ROWS = 2;
   struct reg {
     float v[16];
   };

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <type_traits>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -749,55 +750,104 @@ struct Rows {
   }
 };
 
-// s[i] = q . k_i for keys [0, n) (rows at element offsets i * ldk from k0), four at a time so
-// four dot products are in flight.
-template <class V, class L>
-void decode_scores(const float* q, const void* k, int64_t k0, int64_t ldk, int64_t n, int64_t Dp, float* s) {
+// s[r * lds + i] = q_r . k_i for RG query rows (q_r at q + r * Dp) and keys [0, n) (rows at
+// element offsets i * ldk from k0), four keys at a time: each K vector is loaded (and widened)
+// once for all RG rows, and 4 x RG dot products are in flight.
+template <class V, class L, int RG>
+void decode_scores(const float* q, const void* k, int64_t k0, int64_t ldk, int64_t n, int64_t Dp, float* s,
+                   int64_t lds) {
   using R = typename V::reg;
   constexpr int W = V::W;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    R a0 = V::zero(), a1 = V::zero(), a2 = V::zero(), a3 = V::zero();
+    R a[4][RG];
+    SONICORE_ATTN_UNROLL
+    for (int u = 0; u < 4; ++u)
+      SONICORE_ATTN_UNROLL
+      for (int r = 0; r < RG; ++r) a[u][r] = V::zero();
     const int64_t r0 = k0 + i * ldk;
     for (int64_t c = 0; c < Dp; c += W) {
-      const R qv = V::load(q + c);
-      a0 = V::fma(qv, L::load(k, r0 + c), a0);
-      a1 = V::fma(qv, L::load(k, r0 + ldk + c), a1);
-      a2 = V::fma(qv, L::load(k, r0 + 2 * ldk + c), a2);
-      a3 = V::fma(qv, L::load(k, r0 + 3 * ldk + c), a3);
+      R kv[4];
+      SONICORE_ATTN_UNROLL
+      for (int u = 0; u < 4; ++u) kv[u] = L::load(k, r0 + u * ldk + c);
+      SONICORE_ATTN_UNROLL
+      for (int r = 0; r < RG; ++r) {
+        const R qv = V::load(q + r * Dp + c);
+        SONICORE_ATTN_UNROLL
+        for (int u = 0; u < 4; ++u) a[u][r] = V::fma(qv, kv[u], a[u][r]);
+      }
     }
-    s[i] = V::hsum(a0), s[i + 1] = V::hsum(a1), s[i + 2] = V::hsum(a2), s[i + 3] = V::hsum(a3);
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r)
+      SONICORE_ATTN_UNROLL
+      for (int u = 0; u < 4; ++u) s[r * lds + i + u] = V::hsum(a[u][r]);
   }
   for (; i < n; ++i) {
-    R a = V::zero();
-    for (int64_t c = 0; c < Dp; c += W) a = V::fma(V::load(q + c), L::load(k, k0 + i * ldk + c), a);
-    s[i] = V::hsum(a);
+    R a[RG];
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r) a[r] = V::zero();
+    for (int64_t c = 0; c < Dp; c += W) {
+      const R kv = L::load(k, k0 + i * ldk + c);
+      SONICORE_ATTN_UNROLL
+      for (int r = 0; r < RG; ++r) a[r] = V::fma(V::load(q + r * Dp + c), kv, a[r]);
+    }
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r) s[r * lds + i] = V::hsum(a[r]);
   }
 }
 
-// o[0, Dp) += sum over keys i < n of w[i] * v_i (rows at element offsets i * ldv from v0).
-template <class V, class L>
-void decode_pv(const float* w, int64_t n, const void* v, int64_t v0, int64_t ldv, int64_t Dp, float* o) {
+// o_r[0, Dp) += sum over keys i < n of w[r * ldw + i] * v_i for RG rows (o_r at o + r * Dp; V
+// rows at element offsets i * ldv from v0): each V vector is loaded once for all RG rows.
+template <class V, class L, int RG>
+void decode_pv(const float* w, int64_t ldw, int64_t n, const void* v, int64_t v0, int64_t ldv, int64_t Dp,
+               float* o) {
   using R = typename V::reg;
   constexpr int W = V::W;
   int64_t c = 0;
   for (; c + 4 * W <= Dp; c += 4 * W) {
-    R a0 = V::load(o + c), a1 = V::load(o + c + W), a2 = V::load(o + c + 2 * W), a3 = V::load(o + c + 3 * W);
+    R a[RG][4];
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r)
+      SONICORE_ATTN_UNROLL
+      for (int u = 0; u < 4; ++u) a[r][u] = V::load(o + r * Dp + c + u * W);
     for (int64_t i = 0; i < n; ++i) {
-      const R x = V::set1(w[i]);
+      R x[4];
       const int64_t e = v0 + i * ldv + c;
-      a0 = V::fma(x, L::load(v, e), a0);
-      a1 = V::fma(x, L::load(v, e + W), a1);
-      a2 = V::fma(x, L::load(v, e + 2 * W), a2);
-      a3 = V::fma(x, L::load(v, e + 3 * W), a3);
+      SONICORE_ATTN_UNROLL
+      for (int u = 0; u < 4; ++u) x[u] = L::load(v, e + u * W);
+      SONICORE_ATTN_UNROLL
+      for (int r = 0; r < RG; ++r) {
+        const R wr = V::set1(w[r * ldw + i]);
+        SONICORE_ATTN_UNROLL
+        for (int u = 0; u < 4; ++u) a[r][u] = V::fma(wr, x[u], a[r][u]);
+      }
     }
-    V::store(o + c, a0), V::store(o + c + W, a1), V::store(o + c + 2 * W, a2), V::store(o + c + 3 * W, a3);
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r)
+      SONICORE_ATTN_UNROLL
+      for (int u = 0; u < 4; ++u) V::store(o + r * Dp + c + u * W, a[r][u]);
   }
   for (; c < Dp; c += W) {
-    R a = V::load(o + c);
-    for (int64_t i = 0; i < n; ++i) a = V::fma(V::set1(w[i]), L::load(v, v0 + i * ldv + c), a);
-    V::store(o + c, a);
+    R a[RG];
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r) a[r] = V::load(o + r * Dp + c);
+    for (int64_t i = 0; i < n; ++i) {
+      const R x = L::load(v, v0 + i * ldv + c);
+      SONICORE_ATTN_UNROLL
+      for (int r = 0; r < RG; ++r) a[r] = V::fma(V::set1(w[r * ldw + i]), x, a[r]);
+    }
+    SONICORE_ATTN_UNROLL
+    for (int r = 0; r < RG; ++r) V::store(o + r * Dp + c, a[r]);
   }
+}
+
+// f(std::integral_constant<int, g>) for a group of g (1 .. RGM) rows.
+template <int RGM, class F>
+inline void with_rows(int g, F&& f) {
+  if (g == 1) f(std::integral_constant<int, 1>{});
+  if constexpr (RGM >= 2) if (g == 2) f(std::integral_constant<int, 2>{});
+  if constexpr (RGM >= 3) if (g == 3) f(std::integral_constant<int, 3>{});
+  if constexpr (RGM >= 4) if (g == 4) f(std::integral_constant<int, 4>{});
 }
 
 template <class V, class L>
@@ -806,6 +856,7 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
   using R = typename V::reg;
   using F32 = Rows<V, DType::f32>;
   constexpr int W = V::W;
+  constexpr int RGM = V::DEC_ROWS;  // query rows that share each K / V load
   constexpr int64_t KC = kDecodeKeys;
   const AttentionParams& p = *cx.p;
   const int64_t D = p.head_dim, Dp = cx.Dp, G = p.q_heads / p.kv_heads, NQ = p.q_len;
@@ -841,13 +892,16 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     for (int64_t j0 = 0; j0 < nmax; j0 += KC) {
       const int64_t n = std::min(KC, nmax - j0);
       if (!direct) convert(p.k, koff, ldk, j0, n);
-      for (int64_t r = 0; r < vrows; ++r) {
-        float* s = sc.get() + r * lds + j0;
-        if (direct)
-          decode_scores<V, L>(qb.get() + r * Dp, p.k, koff + j0 * ldk, ldk, n, Dp, s);
-        else
-          decode_scores<V, F32>(qb.get() + r * Dp, buf.get(), 0, Dp, n, Dp, s);
-      }
+      for (int64_t r0 = 0; r0 < vrows; r0 += RGM)
+        with_rows<RGM>(int(std::min<int64_t>(RGM, vrows - r0)), [&](auto rg) {
+          constexpr int RG = decltype(rg)::value;
+          const float* q = qb.get() + r0 * Dp;
+          float* s = sc.get() + r0 * lds + j0;
+          if (direct)
+            decode_scores<V, L, RG>(q, p.k, koff + j0 * ldk, ldk, n, Dp, s, lds);
+          else
+            decode_scores<V, F32, RG>(q, buf.get(), 0, Dp, n, Dp, s, lds);
+        });
     }
     // Exact softmax per row over its visible keys (the tail of the last vector masked to -inf).
     for (int64_t r = 0; r < vrows; ++r) {
@@ -874,14 +928,27 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     for (int64_t j0 = 0; j0 < nmax; j0 += KC) {
       const int64_t n = std::min(KC, nmax - j0);
       if (!direct) convert(p.v, voff, ldv, j0, n);
-      for (int64_t r = 0; r < vrows; ++r) {
-        const int64_t nr = std::min(n, lim[r] - j0);
-        if (nr <= 0) continue;
-        const float* w = sc.get() + r * lds + j0;
+      // The keys every row of a group sees go through the group at once; each row's remaining
+      // visible keys (causal rows see different counts) one row at a time. A row never touches a
+      // key past its limit, so NaN there cannot reach it.
+      auto pv = [&](auto rg, int64_t r0, int64_t i0, int64_t cnt) {
+        constexpr int RG = decltype(rg)::value;
+        const float* w = sc.get() + r0 * lds + j0 + i0;
+        float* o = ob.get() + r0 * Dp;
         if (direct)
-          decode_pv<V, L>(w, nr, p.v, voff + j0 * ldv, ldv, Dp, ob.get() + r * Dp);
+          decode_pv<V, L, RG>(w, lds, cnt, p.v, voff + (j0 + i0) * ldv, ldv, Dp, o);
         else
-          decode_pv<V, F32>(w, nr, buf.get(), 0, Dp, Dp, ob.get() + r * Dp);
+          decode_pv<V, F32, RG>(w, lds, cnt, buf.get(), i0 * Dp, Dp, Dp, o);
+      };
+      for (int64_t r0 = 0; r0 < vrows; r0 += RGM) {
+        const int g = int(std::min<int64_t>(RGM, vrows - r0));
+        int64_t common = n;
+        for (int u = 0; u < g; ++u) common = std::min(common, std::max<int64_t>(0, lim[r0 + u] - j0));
+        if (common > 0) with_rows<RGM>(g, [&](auto rg) { pv(rg, r0, 0, common); });
+        for (int u = 0; u < g; ++u) {
+          const int64_t nr = std::min(n, lim[r0 + u] - j0);
+          if (nr > common) pv(std::integral_constant<int, 1>{}, r0 + u, common, nr - common);
+        }
       }
     }
     const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
