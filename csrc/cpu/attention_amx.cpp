@@ -110,13 +110,13 @@ struct Plan {
   const Ctx* cx;
   int64_t D, Dq, Dc;   // head dim, padded to 16 (V / O channels) and to 32 (QK reduction)
   int64_t NK;          // keys padded to a multiple of kKB
-  int np, npp;         // parts of q, k and v; parts of P
+  int np;              // parts of q, k and v (P's part count is forward_tasks' NPP)
   int64_t ND, CT;      // 32-channel reduction steps, 16-channel output tiles
   int64_t k_head, v_head;  // packed elements per key/value head
   uint16_t* kp;        // (B * Hkv) x [key tile][part][step] tiles
   uint16_t* vp;        // (B * Hkv) x [32-key chunk][part][channel tile] tiles
   int64_t QB;          // query rows per task (a multiple of kRows)
-  Plan(int np_, int pp) : np(np_), npp(pp) {}
+  explicit Plan(int np_) : np(np_) {}
 };
 
 // Valid keys of batch entry b, and where the packed tiles of its kv head h start.
@@ -497,11 +497,9 @@ void for_head_runs(const AttentionParams& p, int64_t per_head, int64_t grain, F 
 bool forward_amx(const Ctx& cx_in) {
   Ctx cx = cx_in;
   const AttentionParams& p = *cx.p;
-  // P (float32) in three parts next to float32 values; next to float16 / bfloat16 ones as many
-  // parts as theirs plus one (bfloat16: one part, rounded, as the GPU flash kernels keep P).
   const int np = parts_of(p.dtype);
   if (np > 1 && !inputs_finite(p)) return false;
-  Plan pl(np, np == 1 ? 1 : 3);
+  Plan pl(np);
   pl.cx = &cx;
   pl.D = p.head_dim;
   pl.Dq = round_up(pl.D, 16);
@@ -531,6 +529,8 @@ bool forward_amx(const Ctx& cx_in) {
   cx.nqb = (p.q_len + pl.QB - 1) / pl.QB;
   parallel_for(bh * cx.nqb, task_grain(std::min<int64_t>(pl.QB, p.q_len), p),
                [&](int64_t t0, int64_t t1) {
+    // <parts of q, k, v; parts of P>: P in three parts next to float32 and float16 values, in
+    // one (rounded, as the GPU flash kernels keep it) next to bfloat16 ones.
     if (np == 1)
       forward_tasks<1, 1>(pl, t0, t1);
     else if (np == 2)

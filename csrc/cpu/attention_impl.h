@@ -168,6 +168,13 @@ inline void load_row(const void* base, DType dt, int64_t offset, int64_t n, floa
   }
 }
 
+// load_row, then zeros up to `width` (a padded head dim) so whole vectors can be read.
+inline void load_row_padded(const void* base, DType dt, int64_t offset, int64_t n, int64_t width, float scale,
+                            float* dst) {
+  load_row(base, dt, offset, n, scale, dst);
+  std::fill(dst + n, dst + width, 0.0f);
+}
+
 inline void store_row(void* base, DType dt, int64_t offset, int64_t n, const float* src, float mul) {
   switch (dt) {
     case DType::f32: {
@@ -868,10 +875,8 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
   int64_t lim[kDecodeRows];
   // Rows [j0, j0 + n) of K or V of one (b, kv head) into buf as zero-padded float32.
   auto convert = [&](const void* base, int64_t off, int64_t ld, int64_t j0, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-      load_row(base, p.dtype, off + (j0 + i) * ld, D, 1.0f, buf.get() + i * Dp);
-      std::fill(buf.get() + i * Dp + D, buf.get() + (i + 1) * Dp, 0.0f);
-    }
+    for (int64_t i = 0; i < n; ++i)
+      load_row_padded(base, p.dtype, off + (j0 + i) * ld, D, Dp, 1.0f, buf.get() + i * Dp);
   };
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t h = t % p.q_heads, b = t / p.q_heads;
@@ -882,8 +887,7 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     int64_t nmax = 0;
     for (int64_t r = 0; r < vrows; ++r) {
       const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1] + r * p.q_stride[2];
-      load_row(p.q, p.dtype, qoff, D, cx.qscale, qb.get() + r * Dp);
-      std::fill(qb.get() + r * Dp + D, qb.get() + (r + 1) * Dp, 0.0f);
+      load_row_padded(p.q, p.dtype, qoff, D, Dp, cx.qscale, qb.get() + r * Dp);
       std::fill(ob.get() + r * Dp, ob.get() + (r + 1) * Dp, 0.0f);
       lim[r] = key_limit(p.causal, r, ql, kl);
       nmax = std::max(nmax, lim[r]);
