@@ -230,6 +230,19 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results[backend] = fl / t / 1e12
         except Exception as exc:  # noqa: BLE001 - a backend that fails must not lose the row
             results[backend] = f"{type(exc).__name__}: {exc}"[:120]
+    # The Triton kernel's other variants at the default tiles (bench/gpu/tune.py sweeps their tiles).
+    from sonicore import _backend
+    tri = _backend.triton_kernels("attention")
+    out = torch.empty_like(q)
+    lse = torch.empty(B, H, n, device="cuda", dtype=torch.float32)
+    for variant in ("split", "split-tma"):
+        cfg = tri.default_config(q, hd)[:4] + (variant,)
+        try:
+            t = cuda_time(lambda: tri.forward(q, k, v, out, lse, hd ** -0.5, causal, None, None, config=cfg))
+            results[f"triton_{variant.replace('-', '_')}"] = fl / t / 1e12
+        except Exception as exc:  # noqa: BLE001
+            results[f"triton_{variant.replace('-', '_')}"] = f"{type(exc).__name__}: {exc}"[:120]
+    results["sdpa_default"] = fl / cuda_time(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)) / 1e12
     for name, kind in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
         try:
             with sdpa_kernel([kind]):

@@ -95,11 +95,171 @@ def _attention_fwd(
     tl.store(LSE + bh * Nq + offs_m, lse, mask=offs_m < Nq)
 
 
+@triton.jit
+def _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim,
+            MASKED: tl.constexpr, IEEE: tl.constexpr):
+    """One key block of the online softmax. Unmasked blocks (every row of the tile sees every
+    key) skip the mask and fold the scale into one multiply-subtract; masked blocks keep rows
+    that have seen no key at m = -inf with exact zeros."""
+    if IEEE:
+        s = tl.dot(q, tl.trans(k), input_precision="ieee")
+    else:
+        s = tl.dot(q, tl.trans(k))
+    if MASKED:
+        s = tl.where(cols[None, :] < row_lim[:, None], s * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp2(s - m_use[:, None])
+    else:
+        m_new = tl.maximum(m_i, tl.max(s, 1) * qk_scale)  # qk_scale > 0 (forward() checks)
+        m_use = m_new
+        p = tl.exp2(s * qk_scale - m_new[:, None])
+    alpha = tl.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if IEEE:
+        acc = tl.dot(p, v.to(tl.float32), acc, input_precision="ieee")
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, m_new, l_i
+
+
+@triton.jit
+def _attention_fwd_split(
+    Q, K, V, O, LSE, QLENS, KVLENS, K_DESC, V_DESC,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+    Hq, Hkv, Nq, Nk, D, qk_scale,
+    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    TMA: tl.constexpr,
+):
+    """Same contract as _attention_fwd; the key loop is split in two. Blocks that every valid
+    row of the tile sees in full run without masks; the few boundary blocks (causal diagonal,
+    ragged end, kv_lens) run masked. TMA: K / V come through tensor descriptors over the
+    (B * Hkv * Nk, D) rows (contiguous heads, D == BLOCK_D); rows past a head's end then belong
+    to the next head and only ever reach masked blocks, where they are zeroed."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // Hq
+    h = bh % Hq
+    hk = h // GROUP
+    ql = Nq
+    kl = Nk
+    if HAS_QLENS:
+        ql = tl.load(QLENS + b)
+    if HAS_KVLENS:
+        kl = tl.load(KVLENS + b)
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    row_ok = offs_m < ql
+    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
+                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+
+    # Per-row key limits; the tile's first row has the smallest (causal limits grow by row).
+    row_lim = tl.where(row_ok, kl, 0)
+    kend = kl
+    kfull = kl
+    if CAUSAL:
+        row_lim = tl.where(row_ok, tl.minimum(kl, tl.maximum(offs_m + (kl - ql) + 1, 0)), 0)
+        last = tl.minimum(pid_m * BLOCK_M + BLOCK_M, ql) - 1
+        kend = tl.minimum(kl, tl.maximum(last + (kl - ql) + 1, 0))
+        kfull = tl.minimum(kl, tl.maximum(pid_m * BLOCK_M + (kl - ql) + 1, 0))
+    kfull = (kfull // BLOCK_N) * BLOCK_N
+    # A tile of padding rows only (q_lens) sees nothing.
+    kfull = tl.where(pid_m * BLOCK_M >= ql, 0, kfull)
+    kend = tl.where(pid_m * BLOCK_M >= ql, 0, kend)
+
+    k_base = K + b * skb + hk * skh
+    v_base = V + b * svb + hk * svh
+    kv_row0 = (b * Hkv + hk) * Nk
+    for start in range(0, kfull, BLOCK_N):
+        cols = start + offs_n
+        if TMA:
+            k = K_DESC.load([kv_row0 + start, 0])
+            v = V_DESC.load([kv_row0 + start, 0])
+        else:
+            k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :], mask=d_ok[None, :], other=0.0)
+            v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :], mask=d_ok[None, :], other=0.0)
+        acc, m_i, l_i = _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim, False, IEEE)
+    for start in range(kfull, kend, BLOCK_N):
+        cols = start + offs_n
+        col_ok = cols < kend
+        if TMA:
+            k = K_DESC.load([kv_row0 + start, 0])
+            v = V_DESC.load([kv_row0 + start, 0])
+            v = tl.where(col_ok[:, None], v, 0.0)  # another head's rows, or padding (maybe NaN)
+        else:
+            k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :],
+                        mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+            v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :],
+                        mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+        acc, m_i, l_i = _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim, True, IEEE)
+
+    has = (l_i > 0.0) & row_ok
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    out = tl.where(has[:, None], out, 0.0)
+    tl.store(O + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty),
+             mask=(offs_m[:, None] < Nq) & d_ok[None, :])
+    lse = tl.where(has, (m_i + tl.log2(tl.where(has, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(LSE + bh * Nq + offs_m, lse, mask=offs_m < Nq)
+
+
+
+VARIANTS = ("loop", "split", "split-tma")
+
+
+def _rows_layout(t, block_d, D):
+    """Whether (B, H, N, D) t is (B * H * N, D) rows: contiguous heads, D a power of two (no
+    column padding), 16-byte aligned rows and base, as a tensor descriptor needs them."""
+    B, H, N, _ = t.shape
+    return (D == block_d and t.stride(3) == 1 and t.stride(2) == D
+            and (H == 1 or t.stride(1) == N * D) and (B == 1 or t.stride(0) == H * N * D)
+            and t.data_ptr() % 16 == 0 and (D * t.element_size()) % 16 == 0)
+
+
+def _tma_ok(t, block_d, D):
+    """Tensor descriptors (TMA) need sm_90+ and the rows layout."""
+    return (t.is_cuda and torch.cuda.get_device_capability(t.device)[0] >= 9
+            and _rows_layout(t, block_d, D))
+
+
+# The variant default_config() picks for half-precision calls on a GPU (tests switch it).
+DEFAULT_VARIANT = "loop"
+
+
+def default_config(q, block_d):
+    """(BLOCK_M, BLOCK_N, warps, stages, variant) for this call (see forward)."""
+    # Tiles in the range the Triton flash tutorial uses on A100/H100: 128 query rows, 64 keys,
+    # 4 warps up to head dim 64 and 8 beyond; head dim 256 halves both tiles to fit registers.
+    bm, bn, warps, stages = (128, 64, 4, 3) if block_d <= 64 else (128, 64, 8, 3)
+    if block_d > 128:
+        bm, bn, warps, stages = 64, 32, 8, 2
+    if q.dtype == torch.float32:  # exact fp32 dots need twice the registers per tile
+        bm = min(bm, 64)
+    elif block_d <= 128:
+        # Half-precision tiles from a sweep on an H200 (bench/gpu/tune.py, bench/RESULTS.md): 64 query
+        # rows x 64 keys on 4 warps beat 128-row tiles by 8-37% at head dims 64 and 128, N = 16k.
+        bm, bn, warps, stages = 64, 64, 4, 3
+    if not q.is_cuda:  # interpreter: small tiles keep it quick (still >= 16, which a GPU accepts)
+        bm, bn, warps, stages = 16, 16, 4, 1
+    return bm, bn, warps, stages, DEFAULT_VARIANT
+
+
 def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     """Runs the kernel on (B, H, N, D) views (any strides with a contiguous last axis).
 
     q (B, Hq, Nq, D), k/v (B, Hkv, Nk, D), out like q (written), lse (B, Hq, Nq) float32
     contiguous (written); q_lens / kv_lens: None or int32 (B,) on q's device.
+    config: None (the defaults) or (BLOCK_M, BLOCK_N, warps, stages[, variant]) for tile sweeps
+    (bench/gpu/tune.py) and tests; variant is one of VARIANTS. "split-tma" falls back to
+    "split" where the layout or the device rules out tensor descriptors, and the split
+    variants fall back to "loop" for a scale <= 0 (their unmasked blocks assume max(s * c) = c max(s)).
     """
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
@@ -116,31 +276,34 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     direct = out.stride(-1) == 1
     o = out if direct else torch.empty(out.shape, dtype=out.dtype, device=out.device)
     block_d = max(16, triton.next_power_of_2(D))
-    # Tiles in the range the Triton flash tutorial uses on A100/H100: 128 query rows, 64 keys,
-    # 4 warps up to head dim 64 and 8 beyond; head dim 256 halves both tiles to fit registers.
-    block_m, block_n, warps, stages = (128, 64, 4, 3) if block_d <= 64 else (128, 64, 8, 3)
-    if block_d > 128:
-        block_m, block_n, warps, stages = 64, 32, 8, 2
-    if q.dtype == torch.float32:  # exact fp32 dots need twice the registers per tile
-        block_m = min(block_m, 64)
-    elif block_d <= 128:
-        # Half-precision tiles from a sweep on an H200 (bench/gpu/tune.py, bench/RESULTS.md): 64 query
-        # rows x 64 keys on 4 warps beat 128-row tiles by 8-37% at head dims 64 and 128, N = 16k.
-        block_m, block_n, warps, stages = 64, 64, 4, 3
-    if not q.is_cuda:  # interpreter: small tiles keep it quick (still >= 16, which a GPU accepts)
-        block_m, block_n, warps, stages = 16, 16, 4, 1
-    if config is not None:  # (block_m, block_n, warps, stages): for tile sweeps (bench/gpu/tune.py)
-        block_m, block_n, warps, stages = config
+    cfg = tuple(config) if config is not None else default_config(q, block_d)
+    block_m, block_n, warps, stages = cfg[:4]
+    variant = cfg[4] if len(cfg) > 4 else "loop"
+    if variant not in VARIANTS:
+        raise ValueError(f"triton backend: variant must be one of {VARIANTS}, got {variant!r}")
+    if variant != "loop" and not float(scale) > 0:
+        variant = "loop"
+    use_tma = variant == "split-tma" and _tma_ok(k, block_d, D) and _tma_ok(v, block_d, D)
     dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
     grid = (triton.cdiv(Nq, block_m), B * Hq)
-    _attention_fwd[grid](
-        q, k, v, o, lse, q_lens if q_lens is not None else dummy, kv_lens if kv_lens is not None else dummy,
-        q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
-        v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2),
-        Hq, Nq, Nk, D, float(scale) * _LOG2E,
-        GROUP=Hq // Hkv, CAUSAL=bool(causal), HAS_QLENS=q_lens is not None, HAS_KVLENS=kv_lens is not None,
-        IEEE=q.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-        num_warps=warps, num_stages=stages, **TRITON_OPTIONS,
-    )
+    common = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
+              v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2))
+    lens = (q_lens if q_lens is not None else dummy, kv_lens if kv_lens is not None else dummy)
+    flags = dict(GROUP=Hq // Hkv, CAUSAL=bool(causal), HAS_QLENS=q_lens is not None,
+                 HAS_KVLENS=kv_lens is not None, IEEE=q.dtype == torch.float32,
+                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
+                 num_warps=warps, num_stages=stages, **TRITON_OPTIONS)
+    if variant == "loop":
+        _attention_fwd[grid](q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, float(scale) * _LOG2E, **flags)
+    else:
+        if use_tma:
+            from triton.tools.tensor_descriptor import TensorDescriptor
+            rows = B * Hkv * Nk
+            kd = TensorDescriptor(k, [rows, D], [D, 1], [block_n, block_d])
+            vd = TensorDescriptor(v, [rows, D], [D, 1], [block_n, block_d])
+        else:
+            kd = vd = dummy
+        _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
+                                   float(scale) * _LOG2E, TMA=use_tma, **flags)
     if not direct:
         out.copy_(o)

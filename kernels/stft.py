@@ -18,41 +18,46 @@ KIND_MAGNITUDE, KIND_POWER, KIND_LOG_MAGNITUDE = 0, 1, 2
 
 
 @triton.jit
-def frame_kernel(x_ptr, w_ptr, out_ptr, n_samples, x_batch_stride, n_frames, n_fft, hop, pad, scale_ptr,
-                 PAD_MODE: tl.constexpr, BLOCK: tl.constexpr):
-    # grid = (batch * n_frames, cdiv(n_fft, BLOCK)); one program fills BLOCK samples of a frame.
+def frame_kernel(x_ptr, w_ptr, out_ptr, n_samples, x_batch_stride, n_rows, n_frames, n_fft, hop, pad, scale_ptr,
+                 PAD_MODE: tl.constexpr, BLOCK: tl.constexpr, FRAMES: tl.constexpr):
+    # grid = (cdiv(n_rows, FRAMES), cdiv(n_fft, BLOCK)); one program fills BLOCK samples of FRAMES
+    # consecutive frames, rows of the (n_rows = batch * n_frames, n_fft) output.
     # Scalars of the data's dtype come through a small tensor: a Python float argument would
     # be rounded to float32 on a GPU, which float64 results cannot afford.
     scale = tl.load(scale_ptr)
-    row = tl.program_id(0).to(tl.int64)
+    rows = tl.program_id(0).to(tl.int64) * FRAMES + tl.arange(0, FRAMES)
     j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     jmask = j < n_fft
-    b = row // n_frames
-    t = row - b * n_frames
+    row_ok = rows < n_rows
+    b = rows // n_frames
+    t = rows - b * n_frames
     start = t * hop - pad
-    w = tl.load(w_ptr + j, mask=jmask, other=0.0)
-    if (start >= 0) & (start + n_fft <= n_samples):
-        # Interior frame (all but a few per signal): contiguous addresses with no padding arithmetic,
-        # which lets the compiler vectorise the loads (as the CUDA kernel's fast path does).
-        v = tl.load(x_ptr + b * x_batch_stride + start + j, mask=jmask, other=0.0)
-        tl.store(out_ptr + row * n_fft + j, v * w * scale, mask=jmask)
+    w = tl.load(w_ptr + j, mask=jmask, other=0.0)[None, :]
+    dst = out_ptr + rows[:, None] * n_fft + j[None, :]
+    m2 = row_ok[:, None] & jmask[None, :]
+    interior = tl.min((~row_ok | ((start >= 0) & (start + n_fft <= n_samples))).to(tl.int32), 0)
+    if interior == 1:
+        # Interior frames (all but a few per signal): contiguous addresses with no padding
+        # arithmetic, which lets the compiler vectorise the loads (as the CUDA kernel's fast path does).
+        v = tl.load(x_ptr + b[:, None] * x_batch_stride + start[:, None] + j[None, :], mask=m2, other=0.0)
+        tl.store(dst, v * w * scale, mask=m2)
         return
-    p = start + j
+    p = start[:, None] + j[None, :]
     inside = (p >= 0) & (p < n_samples)
     if PAD_MODE == 1:  # reflect about the edge samples (pad < n_samples: one bounce)
         src = tl.where(p < 0, -p, tl.where(p >= n_samples, 2 * (n_samples - 1) - p, p))
-        valid = jmask
+        valid = m2
     elif PAD_MODE == 2:  # replicate
         src = tl.minimum(tl.maximum(p, 0), n_samples - 1)
-        valid = jmask
+        valid = m2
     elif PAD_MODE == 3:  # circular
         src = ((p % n_samples) + n_samples) % n_samples
-        valid = jmask
+        valid = m2
     else:  # constant zeros
         src = p
-        valid = jmask & inside
-    v = tl.load(x_ptr + b * x_batch_stride + src, mask=valid, other=0.0)
-    tl.store(out_ptr + row * n_fft + j, v * w * scale, mask=jmask)
+        valid = m2 & inside
+    v = tl.load(x_ptr + b[:, None] * x_batch_stride + src, mask=valid, other=0.0)
+    tl.store(dst, v * w * scale, mask=m2)
 
 
 @triton.jit

@@ -1,5 +1,9 @@
 """The Triton flash forward against the float64 reference: on a GPU when there is one, else in
-the interpreter (TRITON_INTERPRET=1, set by conftest) at small sizes with tiles of 16."""
+the interpreter (TRITON_INTERPRET=1, set by conftest) at small sizes with tiles of 16.
+
+Every test runs each kernel variant (kernels/attention.py VARIANTS): the single masked loop,
+the split loop, and the split loop reading K / V through tensor descriptors (TMA on sm_90+; the
+interpreter emulates the descriptors, so the CPU run covers that code path too)."""
 import pytest
 import torch
 
@@ -9,6 +13,15 @@ from sonicore.ops import attention
 
 pytestmark = pytest.mark.skipif(not _backend.triton_usable()[0], reason="triton is not usable here")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(params=["loop", "split", "split-tma"], autouse=True)
+def variant(request, monkeypatch):
+    tri = _backend.triton_kernels("attention")
+    monkeypatch.setattr(tri, "DEFAULT_VARIANT", request.param)
+    if request.param == "split-tma" and DEVICE == "cpu":
+        monkeypatch.setattr(tri, "_tma_ok", tri._rows_layout)
+    return request.param
 
 
 def run_and_check(q, k, v, **kw):
@@ -39,3 +52,24 @@ def test_triton_bnhd_layout(rng):
     out = attention(qn, kn, vn, layout="bnhd", backend="triton").cpu()
     ref, _ = reference(q, k, v)
     assert (out.transpose(1, 2).double() - ref).abs().max().item() <= 2e-5
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_triton_padding_is_never_read(rng, causal, dtype):
+    # kv_lens / q_lens padding full of NaN, head dim 32 (descriptor-eligible): the boundary blocks
+    # read past a batch's valid keys (and, through descriptors, into the next head's rows).
+    q, k, v = random_qkv(rng, 3, 4, 2, 45, 53, 32, dtype)
+    ql = torch.tensor([45, 17, 30], dtype=torch.int32)
+    kl = torch.tensor([53, 20, 1], dtype=torch.int32)
+    for b in range(3):
+        k[b, :, int(kl[b]):] = float("nan")
+        v[b, :, int(kl[b]):] = float("nan")
+        q[b, :, int(ql[b]):] = float("nan")
+    run_and_check(q, k, v, causal=causal, q_lens=ql, kv_lens=kl)
+
+
+def test_triton_negative_scale_takes_the_masked_loop(rng):
+    # The split variants' unmasked blocks assume scale > 0; a negative scale must still be exact.
+    q, k, v = random_qkv(rng, 1, 2, 2, 33, 40, 16, torch.float32)
+    run_and_check(q, k, v, scale=-0.3)

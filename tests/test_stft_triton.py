@@ -111,3 +111,19 @@ def test_triton_istft_through_ops_api(rng):
     ref = torch.istft(spec, 129, 32, window=w, length=1201)
     assert ours.shape == ref.shape and ours.device == ref.device
     assert (ours - ref).abs().max().item() <= 1e-12 * max(1.0, ref.abs().max().item())
+
+
+@pytest.mark.parametrize("tiles", [(32, 2, 4), (64, 4, 4), (2048, 4, 8)], ids=str)
+@pytest.mark.parametrize("pad_mode", ["reflect", "constant", "replicate", "circular"])
+def test_triton_framing_tiles(rng, monkeypatch, tiles, pad_mode):
+    # Several frames per program (the GPU sweep's tiles): tiles that straddle two signals of the
+    # batch, a ragged last tile, edge frames with padding next to interior ones.
+    monkeypatch.setattr(gpu, "FRAME_TILES", tiles)
+    n_fft, hop = 128, 48
+    x = torch.from_numpy(rng.standard_normal((3, 997))).to(_DEV)
+    w = torch.from_numpy(rng.random(n_fft) + 0.05).to(_DEV)
+    for center in (True, False):
+        ours = gpu.stft(x, w, n_fft, hop, center, pad_mode, False, True, "complex", 1e-9, 1e-5, "triton")
+        ref = torch.stft(x, n_fft, hop, window=w, center=center, pad_mode=pad_mode, return_complex=True)
+        assert ours.shape == ref.shape
+        assert_close(ours, ref, "complex", torch.float64)

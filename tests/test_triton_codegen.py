@@ -4,10 +4,7 @@ compiled for sm_90 (Hopper) with Triton's own compiler and ptxas, and the PTX is
 The STFT framing kernel must load interior frames with 128-bit vector loads (ld.global.v4): a
 scalar-load version measured 1.29-1.36x torch.stft on an H200 against 1.56x for the CUDA kernel with
 the same structure (bench/results/gpu-h200-2026-11-26/run2_RESULTS_gpu.md)."""
-import collections
-import importlib.util
 import os
-import re
 
 import pytest
 
@@ -16,43 +13,102 @@ triton = pytest.importorskip("triton")
 KERNELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
 
 
-def _compile_ptx(fn, signature, constexprs, n_pointer_like):
-    try:
-        from triton.backends.compiler import GPUTarget
-        src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs,
-                                        attrs={(i,): [["tt.divisibility", 16]] for i in range(n_pointer_like)})
-    except (ImportError, AttributeError, TypeError) as e:  # another Triton's AOT API
-        pytest.skip(f"this Triton ({triton.__version__}) has another ahead-of-time compile API: {e}")
-    # The launch options sonicore passes (FMA contraction on), as a GPU run would compile it.
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"enable_fp_fusion": True}).asm["ptx"]
+# Kernels are compiled in a child process with the interpreter off: a process that imported Triton
+# under TRITON_INTERPRET=1 (as the test session does) holds Triton's standard-library functions
+# (tl.maximum, tl.sum, tl.min, ...) in their interpreter form, and those cannot be compiled.
+_PROBE = r"""
+import collections, importlib.util, json, re, sys
+import triton
+from triton.backends.compiler import GPUTarget
+jobs = json.load(sys.stdin)
+found = {}
+for job in jobs:
+    spec = importlib.util.spec_from_file_location("sonicore_codegen_" + job["module"], job["path"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sig = job["signature"]
+    div = [i for i, (n, t) in enumerate(sig.items()) if t != "constexpr" and n not in job["general"]]
+    src = triton.compiler.ASTSource(fn=getattr(mod, job["kernel"]), signature=sig, constexprs=job["constexprs"],
+                                    attrs={(i,): [["tt.divisibility", 16]] for i in div})
+    ptx = triton.compile(src, target=GPUTarget("cuda", 90, 128),
+                         options=dict(job["options"], enable_fp_fusion=True)).asm["ptx"]
+    found[job["name"]] = collections.Counter(re.findall(job["pattern"], ptx))
+print(json.dumps(found))
+"""
 
 
-def _load_compiled(name):
-    """kernels/<name>.py with @triton.jit producing compilable functions, even where the tests run
-    everything else in the interpreter (TRITON_INTERPRET=1 is read when a kernel is decorated)."""
-    saved = os.environ.get("TRITON_INTERPRET")
-    os.environ["TRITON_INTERPRET"] = "0"
-    try:
-        spec = importlib.util.spec_from_file_location(f"sonicore_codegen_{name}", os.path.join(KERNELS, f"{name}.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        if saved is None:
-            del os.environ["TRITON_INTERPRET"]
-        else:
-            os.environ["TRITON_INTERPRET"] = saved
-    return mod
+def compile_for_sm90(jobs):
+    """PTX instruction counts of each job's kernel compiled for sm_90 with sonicore's launch options.
+
+    A job: name, module (a file in kernels/), kernel, signature (argument -> Triton type, in
+    order), constexprs, general (arguments left without the divisible-by-16 specialisation that
+    Triton gives every other pointer and integer at run time), options (num_warps, ...), pattern
+    (a regex over the PTX). Returns {name: {instruction: count}}."""
+    import json
+    import subprocess
+    import sys
+    for job in jobs:
+        job["path"] = os.path.join(KERNELS, job["module"] + ".py")
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    r = subprocess.run([sys.executable, "-c", _PROBE], input=json.dumps(jobs), env=env,
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0 and "GPUTarget" in r.stderr and ("ImportError" in r.stderr or "TypeError" in r.stderr):
+        pytest.skip(f"this Triton ({triton.__version__}) has another ahead-of-time compile API")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_stft_frame_kernel_vectorises_interior_frames():
-    mod = _load_compiled("stft")
+@pytest.mark.parametrize("frames", [1, 4])
+def test_stft_frame_kernel_vectorises_interior_frames(frames):
     sig = {"x_ptr": "*fp32", "w_ptr": "*fp32", "out_ptr": "*fp32", "n_samples": "i64", "x_batch_stride": "i64",
-           "n_frames": "i64", "n_fft": "i64", "hop": "i64", "pad": "i64", "scale_ptr": "*fp32",
-           "PAD_MODE": "constexpr", "BLOCK": "constexpr"}
+           "n_rows": "i64", "n_frames": "i64", "n_fft": "i64", "hop": "i64", "pad": "i64", "scale_ptr": "*fp32",
+           "PAD_MODE": "constexpr", "BLOCK": "constexpr", "FRAMES": "constexpr"}
     # Every integer argument divisible by 16, as Triton specialises them at run time for n_fft 4096, hop 1024.
-    ptx = _compile_ptx(mod.frame_kernel, sig, {"PAD_MODE": mod.PAD_REFLECT, "BLOCK": 1024}, 10)
-    ops = collections.Counter(re.findall(r"(?:ld|st)\.global[\.\w]*", ptx))
-    # 1024 samples over 128 threads: 8 per thread = two v4 loads of x and two of the window on the
-    # interior path, two v4 stores per path.
-    assert ops["ld.global.v4.b32"] >= 4, ops
-    assert ops["st.global.v4.b32"] >= 2, ops
+    ops = compile_for_sm90([dict(name="frame", module="stft", kernel="frame_kernel", signature=sig,
+                                 constexprs={"PAD_MODE": 1, "BLOCK": 1024, "FRAMES": frames}, general=[],
+                                 options={"num_warps": 4}, pattern=r"(?:ld|st)\.global[\.\w]*")])["frame"]
+    # 1024 samples over 128 threads: 8 per thread per frame = two v4 loads of x per frame and two of
+    # the window on the interior path, two v4 stores per frame per path.
+    assert ops.get("ld.global.v4.b32", 0) >= 2 + 2 * frames, ops
+    assert ops.get("st.global.v4.b32", 0) >= 2 * frames, ops
+
+
+def _attention_job(variant, causal):
+    sig = {n: "*bf16" for n in ("Q", "K", "V", "O")}
+    sig.update({"LSE": "*fp32", "QLENS": "*i32", "KVLENS": "*i32"})
+    if variant != "loop":
+        desc = "tensordesc<bf16[64,64]>" if variant == "split-tma" else "*i32"
+        sig.update({"K_DESC": desc, "V_DESC": desc})
+    ints = "sqb sqh sqn skb skh skn svb svh svn sob soh son Hq".split()
+    ints += ([] if variant == "loop" else ["Hkv"]) + ["Nq", "Nk", "D"]
+    sig.update({n: "i32" for n in ints})
+    sig["qk_scale"] = "fp32"
+    consts = dict(GROUP=1, CAUSAL=causal, HAS_QLENS=False, HAS_KVLENS=False, IEEE=False,
+                  BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
+    if variant != "loop":
+        consts["TMA"] = variant == "split-tma"
+    sig.update({n: "constexpr" for n in consts})
+    # As for N = 4096, D = 64: pointers, strides and sizes divisible by 16; Hq, Hkv and the scale general.
+    return dict(name=f"{variant}-{causal}", module="attention",
+                kernel="_attention_fwd" if variant == "loop" else "_attention_fwd_split",
+                signature=sig, constexprs=consts, general=["Hq", "Hkv", "qk_scale", "K_DESC", "V_DESC"],
+                options={"num_warps": 4, "num_stages": 3},
+                pattern=r"(?:wgmma\.mma_async|cp\.async\.bulk\.tensor|cp\.async\.cg)")
+
+
+@pytest.fixture(scope="module")
+def attention_ptx_ops():
+    return compile_for_sm90([_attention_job(v, c) for v in ("loop", "split", "split-tma") for c in (False, True)])
+
+
+@pytest.mark.parametrize("variant", ["loop", "split", "split-tma"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_kernels_compile_to_wgmma_for_sm90(attention_ptx_ops, variant, causal):
+    # What a bf16, head dim 64 call compiles to on Hopper: warpgroup MMAs, and for "split-tma"
+    # bulk tensor copies (TMA) of K and V; "loop" and "split" load them through cp.async.
+    ops = attention_ptx_ops[f"{variant}-{causal}"]
+    assert ops.get("wgmma.mma_async", 0) >= 8, ops
+    if variant == "split-tma":
+        assert ops.get("cp.async.bulk.tensor", 0) >= 2 and ops.get("cp.async.cg", 0) == 0, ops
+    else:
+        assert ops.get("cp.async.cg", 0) >= 8 and ops.get("cp.async.bulk.tensor", 0) == 0, ops

@@ -7,7 +7,8 @@
 #   bench/gpu/run.sh OUT_DIR --dry-run  # anywhere: checks imports, prints the plan (CI runs this)
 #
 # Environment: GPU_BUDGET_S (default 500) caps the whole run; GPU_TEST_ARGS / GPU_BENCH_ARGS add
-# pytest arguments (e.g. "-k attention") for a focused rerun. Run bench/gpu/prepare.sh here
+# pytest arguments (e.g. "-k attention") for a focused rerun; GPU_TUNE_ARGS runs bench/gpu/tune.py
+# with those arguments between the tests and the benchmarks. Run bench/gpu/prepare.sh here
 # first and pass carry=[".gpu-carry"] to the device call.
 #
 # Exit status: non-zero when the build or any GPU test fails.
@@ -73,11 +74,19 @@ files_with() {
 files=$(files_with "gpu or triton" "$ROOT/tests")
 [ -n "$files" ] || { echo "no GPU tests collected"; status=1; }
 RESERVE=170; [ "${GPU_SKIP_BENCH:-0}" = 1 ] && RESERVE=10
+[ -n "${GPU_TUNE_ARGS:-}" ] && RESERVE=$((RESERVE + 120))  # the tuning probes run before the benchmarks
 timeout $(left $RESERVE 300) "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" $files ${GPU_TEST_ARGS:-} \
     -rA --durations=15 > "$OUT/gpu_tests.txt" 2>&1; rc=$?
 tail -40 "$OUT/gpu_tests.txt"
 [ "$rc" -eq 0 ] || { echo "GPU tests: exit $rc"; status=1; }
 echo "tests done: $(( $(date +%s) - t0 )) s"
+
+# 2b. Tuning probes (bench/gpu/tune.py) when GPU_TUNE_ARGS is set, e.g. "--skip-mmaudio --only stft,attention".
+if [ -n "${GPU_TUNE_ARGS:-}" ]; then
+  timeout $(left 120 240) "$PY" "$HERE/tune.py" "$OUT" $GPU_TUNE_ARGS > "$OUT/tune.log" 2>&1 || echo "tune: exit $?"
+  grep -E "^\|" "$OUT/tune.log" | head -40
+  echo "tune done: $(( $(date +%s) - t0 )) s"
+fi
 
 # 3. GPU benchmarks next to their peers in the same process (GPU_SKIP_BENCH=1: tests only).
 if [ "${GPU_SKIP_BENCH:-0}" = 1 ]; then echo "total: $(( $(date +%s) - t0 )) s, status $status"; exit $status; fi

@@ -66,6 +66,11 @@ def _device_index(t: torch.Tensor) -> int:
     return t.device.index if t.device.index is not None else torch.cuda.current_device()
 
 
+# Triton framing tiles (samples per program, frames per program, warps); None: the defaults.
+# bench/gpu/tune.py sweeps them on a GPU.
+FRAME_TILES = None
+
+
 def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: int, pad_mode: str,
            scale: float, n_frames: int, backend: str) -> torch.Tensor:
     """(B, S) -> windowed frames (B, T, n_fft), padding and window applied on load."""
@@ -78,10 +83,12 @@ def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: in
                           hop, pad, _PAD_CODE[pad_mode], _device_index(x2), _stream(x2))
     else:
         k = _triton()
-        block = min(1024, max(16, 1 << (n_fft - 1).bit_length()))
-        grid = (batch * n_frames, (n_fft + block - 1) // block)
-        k.frame_kernel[grid](x2, window, frames, n_samples, x2.stride(0), n_frames, n_fft, hop, pad,
-                             _scalars(x2, scale), PAD_MODE=_PAD_CODE[pad_mode], BLOCK=block, **TRITON_OPTIONS)
+        block, rows_per, warps = FRAME_TILES if FRAME_TILES else (1024, 1, 4)
+        block = min(block, max(16, 1 << (n_fft - 1).bit_length()))
+        grid = ((batch * n_frames + rows_per - 1) // rows_per, (n_fft + block - 1) // block)
+        k.frame_kernel[grid](x2, window, frames, n_samples, x2.stride(0), batch * n_frames, n_frames, n_fft, hop,
+                             pad, _scalars(x2, scale), PAD_MODE=_PAD_CODE[pad_mode], BLOCK=block,
+                             FRAMES=rows_per, num_warps=warps, **TRITON_OPTIONS)
     return frames
 
 
