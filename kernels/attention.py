@@ -96,15 +96,17 @@ def _attention_fwd(
 
 
 @triton.jit
-def _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim,
-            MASKED: tl.constexpr, IEEE: tl.constexpr):
-    """One key block of the online softmax. Unmasked blocks (every row of the tile sees every
-    key) skip the mask and fold the scale into one multiply-subtract; masked blocks keep rows
-    that have seen no key at m = -inf with exact zeros."""
+def _scores(q, k, IEEE: tl.constexpr):
     if IEEE:
-        s = tl.dot(q, tl.trans(k), input_precision="ieee")
-    else:
-        s = tl.dot(q, tl.trans(k))
+        return tl.dot(q, tl.trans(k), input_precision="ieee")
+    return tl.dot(q, tl.trans(k))
+
+
+@triton.jit
+def _update(s, v, acc, m_i, l_i, qk_scale, cols, row_lim, MASKED: tl.constexpr, IEEE: tl.constexpr):
+    """The online-softmax step for one key block's raw scores s = q k^T. Unmasked blocks (every
+    row of the tile sees every key) skip the mask and fold the scale into one multiply-subtract;
+    masked blocks keep rows that have seen no key at m = -inf with exact zeros."""
     if MASKED:
         s = tl.where(cols[None, :] < row_lim[:, None], s * qk_scale, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -125,6 +127,19 @@ def _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim,
 
 
 @triton.jit
+def _load_kv(K_DESC, V_DESC, k_base, v_base, row0, cols, offs_d, ok, skn, svn, TMA: tl.constexpr):
+    """K and V rows `cols` of one head (cols < kv limit and d < D where `ok` says so; TMA: the
+    descriptors' rows row0 + cols[0] onwards, unmasked)."""
+    if TMA:
+        k = K_DESC.load([row0, 0])
+        v = V_DESC.load([row0, 0])
+    else:
+        k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :], mask=ok, other=0.0)
+        v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :], mask=ok, other=0.0)
+    return k, v
+
+
+@triton.jit
 def _attention_fwd_split(
     Q, K, V, O, LSE, QLENS, KVLENS, K_DESC, V_DESC,
     sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
@@ -137,8 +152,15 @@ def _attention_fwd_split(
     row of the tile sees in full run without masks; the few boundary blocks (causal diagonal,
     ragged end, kv_lens) run masked. TMA: K / V come through tensor descriptors over the
     (B * Hkv * Nk, D) rows (contiguous heads, D == BLOCK_D); rows past a head's end then belong
-    to the next head and only ever reach masked blocks, where they are zeroed."""
+    to the next head and only ever reach masked blocks, where they are zeroed. Causal: the last
+    query tiles (the most keys) start first.
+
+    (Software-pipelining the unmasked loop by hand, block j+1's q k^T issued before block j's
+    softmax, compiles to the same waits under Triton 3.9: it waits for every wgmma group at once,
+    so the hand-pipelined form gave no overlap and is not kept.)"""
     pid_m = tl.program_id(0)
+    if CAUSAL:
+        pid_m = tl.num_programs(0) - 1 - pid_m
     bh = tl.program_id(1)
     b = bh // Hq
     h = bh % Hq
@@ -178,28 +200,19 @@ def _attention_fwd_split(
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
     kv_row0 = (b * Hkv + hk) * Nk
+    full_ok = d_ok[None, :]
     for start in range(0, kfull, BLOCK_N):
         cols = start + offs_n
-        if TMA:
-            k = K_DESC.load([kv_row0 + start, 0])
-            v = V_DESC.load([kv_row0 + start, 0])
-        else:
-            k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :], mask=d_ok[None, :], other=0.0)
-            v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :], mask=d_ok[None, :], other=0.0)
-        acc, m_i, l_i = _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim, False, IEEE)
+        k, v = _load_kv(K_DESC, V_DESC, k_base, v_base, kv_row0 + start, cols, offs_d, full_ok, skn, svn, TMA)
+        acc, m_i, l_i = _update(_scores(q, k, IEEE), v, acc, m_i, l_i, qk_scale, cols, row_lim, False, IEEE)
     for start in range(kfull, kend, BLOCK_N):
         cols = start + offs_n
         col_ok = cols < kend
+        k, v = _load_kv(K_DESC, V_DESC, k_base, v_base, kv_row0 + start, cols, offs_d,
+                        col_ok[:, None] & d_ok[None, :], skn, svn, TMA)
         if TMA:
-            k = K_DESC.load([kv_row0 + start, 0])
-            v = V_DESC.load([kv_row0 + start, 0])
             v = tl.where(col_ok[:, None], v, 0.0)  # another head's rows, or padding (maybe NaN)
-        else:
-            k = tl.load(k_base + cols[:, None] * skn + offs_d[None, :],
-                        mask=col_ok[:, None] & d_ok[None, :], other=0.0)
-            v = tl.load(v_base + cols[:, None] * svn + offs_d[None, :],
-                        mask=col_ok[:, None] & d_ok[None, :], other=0.0)
-        acc, m_i, l_i = _attend(q, k, v, acc, m_i, l_i, qk_scale, cols, row_lim, True, IEEE)
+        acc, m_i, l_i = _update(_scores(q, k, IEEE), v, acc, m_i, l_i, qk_scale, cols, row_lim, True, IEEE)
 
     has = (l_i > 0.0) & row_ok
     out = acc / tl.where(has, l_i, 1.0)[:, None]
@@ -257,8 +270,10 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     q (B, Hq, Nq, D), k/v (B, Hkv, Nk, D), out like q (written), lse (B, Hq, Nq) float32
     contiguous (written); q_lens / kv_lens: None or int32 (B,) on q's device.
     config: None (the defaults) or (BLOCK_M, BLOCK_N, warps, stages[, variant]) for tile sweeps
-    (bench/gpu/tune.py) and tests; variant is one of VARIANTS. "split-tma" falls back to
-    "split" where the layout or the device rules out tensor descriptors, and the split
+    (bench/gpu/tune.py) and tests; variant is one of VARIANTS: "loop" (one masked loop),
+    "split" (unmasked full blocks + masked boundary blocks), "split-tma" (that, with K / V
+    through tensor descriptors). "split-tma" falls back to "split" where the layout or the
+    device rules out descriptors, and the split
     variants fall back to "loop" for a scale <= 0 (their unmasked blocks assume max(s * c) = c max(s)).
     """
     B, Hq, Nq, D = q.shape

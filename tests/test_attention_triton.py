@@ -15,7 +15,11 @@ pytestmark = pytest.mark.skipif(not _backend.triton_usable()[0], reason="triton 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(params=["loop", "split", "split-tma"], autouse=True)
+# On a GPU the plain "split" form also runs where a call rules out descriptors (head dim 40, bnhd).
+VARIANTS = ["loop", "split-tma"] if DEVICE == "cuda" else ["loop", "split", "split-tma"]
+
+
+@pytest.fixture(params=VARIANTS, autouse=True)
 def variant(request, monkeypatch):
     tri = _backend.triton_kernels("attention")
     monkeypatch.setattr(tri, "DEFAULT_VARIANT", request.param)

@@ -47,10 +47,10 @@ def say(s=""):
 
 
 # (BLOCK_M, BLOCK_N, warps, stages, variant): the current default first, then the split loop with
-# and without tensor descriptors (TMA) at the tiles the Triton tutorial uses on Hopper.
+# and without tensor descriptors (TMA), at the tiles the Triton tutorial uses on Hopper.
 ATTENTION_CONFIGS = [(64, 64, 4, 3, "loop"), (64, 64, 4, 3, "split"), (128, 64, 8, 3, "split"),
                      (64, 64, 4, 3, "split-tma"), (128, 64, 8, 3, "split-tma"), (128, 128, 8, 2, "split-tma"),
-                     (64, 128, 4, 3, "split-tma")]
+                     (64, 128, 4, 3, "split-tma"), (128, 64, 4, 3, "split-tma")]
 
 
 def attention_tiles(quick=False):
