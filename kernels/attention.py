@@ -8,10 +8,17 @@ sonicore._backend.triton_kernels("attention") only.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import triton
 import triton.language as tl
+
+try:
+    from triton.runtime.errors import PTXASError
+except ImportError:  # another Triton: nothing to catch by that name
+    class PTXASError(Exception):
+        pass
 
 from sonicore._backend import TRITON_OPTIONS
 
@@ -242,26 +249,29 @@ def _tma_ok(t, block_d, D):
             and _rows_layout(t, block_d, D))
 
 
-# The variant default_config() picks for half-precision calls on a GPU (tests switch it).
-DEFAULT_VARIANT = "loop"
+# The variant default_config() picks (tests switch it); head dim 256 keeps "loop".
+DEFAULT_VARIANT = "split-tma"
 
 
 def default_config(q, block_d):
     """(BLOCK_M, BLOCK_N, warps, stages, variant) for this call (see forward)."""
-    # Tiles in the range the Triton flash tutorial uses on A100/H100: 128 query rows, 64 keys,
-    # 4 warps up to head dim 64 and 8 beyond; head dim 256 halves both tiles to fit registers.
-    bm, bn, warps, stages = (128, 64, 4, 3) if block_d <= 64 else (128, 64, 8, 3)
-    if block_d > 128:
-        bm, bn, warps, stages = 64, 32, 8, 2
-    if q.dtype == torch.float32:  # exact fp32 dots need twice the registers per tile
-        bm = min(bm, 64)
-    elif block_d <= 128:
-        # Half-precision tiles from a sweep on an H200 (bench/gpu/tune.py, bench/RESULTS.md): 64 query
-        # rows x 64 keys on 4 warps beat 128-row tiles by 8-37% at head dims 64 and 128, N = 16k.
-        bm, bn, warps, stages = 64, 64, 4, 3
     if not q.is_cuda:  # interpreter: small tiles keep it quick (still >= 16, which a GPU accepts)
-        bm, bn, warps, stages = 16, 16, 4, 1
-    return bm, bn, warps, stages, DEFAULT_VARIANT
+        return 16, 16, 4, 1, DEFAULT_VARIANT
+    if block_d > 128:  # head dim 256: half-size tiles fit the registers (not swept on a GPU yet)
+        return 64, 32, 8, 2, "loop"
+    if q.dtype == torch.float32:  # exact fp32 dots need twice the registers per tile
+        return 64, 64, 4, 3, DEFAULT_VARIANT
+    # Half precision, from a sweep on an H100 (bench/gpu/tune.py; bench/RESULTS.md, 2026-11-26):
+    # head dim <= 64: 64 x 64 tiles, 4 warps, descriptors: 0.92-0.94 of SDPA (cuDNN) at N 4k / 16k;
+    # head dim 128: 128 x 64 tiles on two warpgroups, descriptors: 524-550 TFLOP/s.
+    if block_d <= 64:
+        return 64, 64, 4, 3, DEFAULT_VARIANT
+    return 128, 64, 8, 3, DEFAULT_VARIANT
+
+
+# Launch keys whose descriptor (TMA) kernel the PTX assembler could not build: they use the
+# pointer loads from then on (Triton 3.6's ptxas crashed on one head-dim-16 specialisation).
+_TMA_BROKEN = set()
 
 
 def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
@@ -311,14 +321,24 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     if variant == "loop":
         _attention_fwd[grid](q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, float(scale) * _LOG2E, **flags)
     else:
-        if use_tma:
+        key = (q.dtype, block_d, block_m, block_n, warps, stages, bool(causal), q_lens is None, kv_lens is None,
+               Hq // Hkv, Nq == 1, Nk == 1)
+        if use_tma and key not in _TMA_BROKEN:
             from triton.tools.tensor_descriptor import TensorDescriptor
             rows = B * Hkv * Nk
             kd = TensorDescriptor(k, [rows, D], [D, 1], [block_n, block_d])
             vd = TensorDescriptor(v, [rows, D], [D, 1], [block_n, block_d])
-        else:
-            kd = vd = dummy
-        _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
-                                   float(scale) * _LOG2E, TMA=use_tma, **flags)
+            try:
+                _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
+                                           float(scale) * _LOG2E, TMA=True, **flags)
+            except PTXASError as exc:  # a compiler crash on this specialisation: pointer loads instead
+                _TMA_BROKEN.add(key)
+                warnings.warn(f"triton attention: the PTX assembler failed on the descriptor (TMA) kernel "
+                              f"({str(exc).splitlines()[0][:120]}); this call shape uses pointer loads", RuntimeWarning)
+            else:
+                use_tma = None
+        if use_tma is not None:
+            _attention_fwd_split[grid](q, k, v, o, lse, *lens, dummy, dummy, *common, Hq, Hkv, Nq, Nk, D,
+                                       float(scale) * _LOG2E, TMA=False, **flags)
     if not direct:
         out.copy_(o)

@@ -77,3 +77,29 @@ def test_triton_negative_scale_takes_the_masked_loop(rng):
     # The split variants' unmasked blocks assume scale > 0; a negative scale must still be exact.
     q, k, v = random_qkv(rng, 1, 2, 2, 33, 40, 16, torch.float32)
     run_and_check(q, k, v, scale=-0.3)
+
+
+def test_triton_descriptor_compile_failure_falls_back(rng, monkeypatch):
+    # Triton 3.6's ptxas crashed on one descriptor-kernel specialisation on an H100: the call must
+    # still be answered (pointer loads), with a warning, and later calls of that shape skip TMA.
+    tri = _backend.triton_kernels("attention")
+    monkeypatch.setattr(tri, "DEFAULT_VARIANT", "split-tma")
+    monkeypatch.setattr(tri, "_tma_ok", tri._rows_layout)
+    monkeypatch.setattr(tri, "_TMA_BROKEN", set())
+    real = tri._attention_fwd_split
+    used = []
+
+    class Crashing:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                used.append(kw["TMA"])
+                if kw["TMA"]:
+                    raise tri.PTXASError("PTXAS error: `ptxas` failed with error code -11")
+                return real[grid](*args, **kw)
+            return launch
+    monkeypatch.setattr(tri, "_attention_fwd_split", Crashing())
+    q, k, v = random_qkv(rng, 1, 2, 1, 19, 23, 16, torch.float32)
+    with pytest.warns(RuntimeWarning, match="PTX assembler failed"):
+        run_and_check(q, k, v, causal=True)
+    run_and_check(q, k, v, causal=True)
+    assert used == [True, False, False]

@@ -53,13 +53,17 @@ ATTENTION_CONFIGS = [(64, 64, 4, 3, "loop"), (64, 64, 4, 3, "split"), (128, 64, 
                      (64, 128, 4, 3, "split-tma"), (128, 64, 4, 3, "split-tma")]
 
 
-def attention_tiles(quick=False):
+# --few: the new defaults' neighbours only (a second, shorter call).
+ATTENTION_FEW = [(64, 64, 4, 3, "split"), (128, 64, 8, 2, "split-tma"), (128, 64, 8, 4, "split-tma")]
+
+
+def attention_tiles(quick=False, few=False):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from sonicore import _backend
     from sonicore.ops import attention
     tri = _backend.triton_kernels("attention")
-    configs = ATTENTION_CONFIGS
+    configs = ATTENTION_FEW if few else ATTENTION_CONFIGS
     say("## Triton attention variants and tiles (bf16, TFLOP/s; config = BLOCK_M, BLOCK_N, warps, stages, variant)")
     say("Each config's output is checked against torch's (max |err| < 2e-2, else WRONG).")
     say("| hd | N | causal | cuda | default triton | " + " | ".join("/".join(map(str, c)) for c in configs)
@@ -82,9 +86,10 @@ def attention_tiles(quick=False):
                         return f"fail ({type(exc).__name__}: {str(exc)[:60]})"
                 fmt = lambda x: f"{x:.0f}" if isinstance(x, float) else x  # noqa: E731
                 row.append(fmt(tf(lambda: attention(q, k, v, causal=causal, backend="cuda"))))
-                row.append(fmt(tf(lambda: attention(q, k, v, causal=causal, backend="triton"))))
+                dflt = tf(lambda: attention(q, k, v, causal=causal, backend="triton"))
+                row.append(fmt(dflt))
                 ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal).float()
-                best = 0.0
+                best = dflt if isinstance(dflt, float) else 0.0
                 for c in configs:
                     out.fill_(float("nan"))
                     res = tf(lambda: tri.forward(q, k, v, out, lse, hd ** -0.5, causal, None, None, config=c))
@@ -205,6 +210,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="attention at N=16384 only")
     ap.add_argument("--only", default="stft,attention,mmaudio", help="comma list of probes to run")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU (TRITON_INTERPRET=1)")
+    ap.add_argument("--few", action="store_true", help="three attention configs next to the default")
     a = ap.parse_args()
     OUT = a.out
     if a.smoke:
@@ -212,7 +218,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     say(f"# GPU tuning probes on {'CPU (smoke)' if SMOKE else torch.cuda.get_device_name()}, torch {torch.__version__}")
     import functools
-    probes = {"stft": stft_tiles, "attention": functools.partial(attention_tiles, a.quick), "mmaudio": mmaudio_loop}
+    probes = {"stft": stft_tiles, "attention": functools.partial(attention_tiles, a.quick, a.few), "mmaudio": mmaudio_loop}
     for name in a.only.split(","):
         if name == "mmaudio" and a.skip_mmaudio:
             continue
