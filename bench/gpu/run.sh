@@ -83,7 +83,8 @@ echo "tests done: $(( $(date +%s) - t0 )) s"
 
 # 2b. Tuning probes (bench/gpu/tune.py) when GPU_TUNE_ARGS is set, e.g. "--skip-mmaudio --only stft,attention".
 if [ -n "${GPU_TUNE_ARGS:-}" ]; then
-  timeout $(left 120 240) "$PY" "$HERE/tune.py" "$OUT" $GPU_TUNE_ARGS > "$OUT/tune.log" 2>&1 || echo "tune: exit $?"
+  TUNE_RESERVE=120; [ "${GPU_SKIP_BENCH:-0}" = 1 ] && TUNE_RESERVE=10
+  timeout $(left $TUNE_RESERVE 240) "$PY" "$HERE/tune.py" "$OUT" $GPU_TUNE_ARGS > "$OUT/tune.log" 2>&1 || echo "tune: exit $?"
   grep -E "^\|" "$OUT/tune.log" | head -40
   echo "tune done: $(( $(date +%s) - t0 )) s"
 fi
