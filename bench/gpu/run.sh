@@ -73,9 +73,10 @@ files_with() {
 }
 files=$(files_with "gpu or triton" "$ROOT/tests")
 [ -n "$files" ] || { echo "no GPU tests collected"; status=1; }
+eval "TEST_ARGS=(${GPU_TEST_ARGS:-})"; eval "BENCH_ARGS=(${GPU_BENCH_ARGS:-})"  # shell words: -k 'a or b' works
 RESERVE=170; [ "${GPU_SKIP_BENCH:-0}" = 1 ] && RESERVE=10
 [ -n "${GPU_TUNE_ARGS:-}" ] && RESERVE=$((RESERVE + 120))  # the tuning probes run before the benchmarks
-timeout $(left $RESERVE 300) "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" $files ${GPU_TEST_ARGS:-} \
+timeout $(left $RESERVE 300) "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" $files "${TEST_ARGS[@]}" \
     -rA --durations=15 > "$OUT/gpu_tests.txt" 2>&1; rc=$?
 tail -40 "$OUT/gpu_tests.txt"
 [ "$rc" -eq 0 ] || { echo "GPU tests: exit $rc"; status=1; }
@@ -92,7 +93,7 @@ fi
 # 3. GPU benchmarks next to their peers in the same process (GPU_SKIP_BENCH=1: tests only).
 if [ "${GPU_SKIP_BENCH:-0}" = 1 ]; then echo "total: $(( $(date +%s) - t0 )) s, status $status"; exit $status; fi
 bfiles=$(files_with gpu "$ROOT/bench")
-timeout $(left 15 400) "$PY" -m pytest -q -p no:cacheprovider $bfiles -m gpu ${GPU_BENCH_ARGS:-} --benchmark-json="$OUT/bench.json" \
+timeout $(left 15 400) "$PY" -m pytest -q -p no:cacheprovider $bfiles -m gpu "${BENCH_ARGS[@]}" --benchmark-json="$OUT/bench.json" \
     --benchmark-min-rounds=5 --benchmark-max-time=0.5 -s > "$OUT/bench.txt" 2>&1 || status=1
 grep -vE "^\s*$" "$OUT/bench.txt" | grep -vE "^(-|Name|test_gpu)" | tail -60
 "$PY" "$HERE/plan.py" --report "$OUT/bench.json" --out "$OUT" || status=1
