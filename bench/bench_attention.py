@@ -12,6 +12,7 @@ cuDNN backends, same run.
 
     PYTHONPATH=python python -m pytest bench/bench_attention.py -q --benchmark-columns=min,median
 """
+import os
 import sys
 import time
 
@@ -230,8 +231,19 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results[backend] = fl / t / 1e12
         except Exception as exc:  # noqa: BLE001 - a backend that fails must not lose the row
             results[backend] = f"{type(exc).__name__}: {exc}"[:120]
-    # The Triton kernel's other variants at the default tiles (bench/gpu/tune.py sweeps their tiles).
+    # The Hopper (wgmma) CUDA kernel, opt-in until measured (docs/attention.md).
     from sonicore import _backend
+    if ("wgmma" in getattr(_backend.C, "attention_cuda_kernels", lambda: "")().split(",")
+            and torch.cuda.get_device_capability() == (9, 0)):
+        os.environ["SONICORE_CUDA_ATTENTION"] = "wgmma"
+        try:
+            t = cuda_time(lambda: attention(q, k, v, causal=causal, backend="cuda"))
+            results["cuda_wgmma"] = fl / t / 1e12
+        except Exception as exc:  # noqa: BLE001
+            results["cuda_wgmma"] = f"{type(exc).__name__}: {exc}"[:120]
+        finally:
+            del os.environ["SONICORE_CUDA_ATTENTION"]
+    # The Triton kernel's other variants at the default tiles (bench/gpu/tune.py sweeps their tiles).
     tri = _backend.triton_kernels("attention")
     out = torch.empty_like(q)
     lse = torch.empty(B, H, n, device="cuda", dtype=torch.float32)

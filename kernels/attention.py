@@ -7,7 +7,6 @@ sonicore._backend.triton_kernels("attention") only.
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch

@@ -19,7 +19,7 @@ for c in python3.12 ~/.pyenv/versions/3.12*/bin/python3.12; do  # the first that
   [ -z "$PY312" ] && "$c" -c pass 2>/dev/null && PY312=$c
 done
 if [ -n "$PY312" ]; then
-  "$PY312" -m pip wheel -q --no-deps -w .gpu-carry/dist . -C cmake.define.SONICORE_CUDA_ARCHITECTURES=90 \
+  "$PY312" -m pip wheel -q --no-deps -w .gpu-carry/dist . -C cmake.define.SONICORE_CUDA_ARCHITECTURES=90a \
     -C build-dir=/tmp/sonicore-cp312-build || echo "warning: no fallback wheel (python3.12 build failed)"
 else
   echo "warning: no python3.12 here: no fallback wheel"

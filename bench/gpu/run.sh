@@ -49,7 +49,7 @@ fi
 #    (and the run says so), so the tests and benchmarks still run.
 export PATH="$PATH:/usr/local/cuda/bin"
 if timeout $(left 300 240) "$PY" -m pip install --no-build-isolation --no-deps -v . \
-     -C cmake.define.SONICORE_CUDA_ARCHITECTURES=90 -C build-dir=/tmp/sonicore-gpu-build > "$OUT/build.log" 2>&1; then
+     -C cmake.define.SONICORE_CUDA_ARCHITECTURES=90a -C build-dir=/tmp/sonicore-gpu-build > "$OUT/build.log" 2>&1; then
   echo "build on this machine: OK, $(( $(date +%s) - t0 )) s"
 else
   echo "BUILD FAILED on this machine:"; tail -30 "$OUT/build.log"; status=1

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -104,6 +105,64 @@ __device__ __forceinline__ int key_limit(bool causal, int row, int ql, int kl) {
   return causal ? min(kl, max(0, row + (kl - ql) + 1)) : kl;
 }
 
+// The online-softmax step on one key block's S fragments (rows row_a / row_b of this thread,
+// keys n0 + nt * 8 + 2 * (lane % 4) + e): scale, mask (only where some key of the block is hidden
+// from some row), new running max, P = exp2(S - m) in place, l and O rescaled. The fragment
+// layout is the same for mma.sync m16n8 tiles and for a warp's rows of a wgmma m64 accumulator.
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT][4], int n0, int lim_min, int lim_a,
+                                               int lim_b, float qk_scale, float& m_a, float& m_b, float& l_a,
+                                               float& l_b, int lane) {
+  const bool masked = n0 + NT * 8 > lim_min;
+  float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int col = n0 + nt * 8 + (lane % 4) * 2 + e;
+      float va = s[nt][e] * qk_scale, vb = s[nt][2 + e] * qk_scale;
+      if (masked) {
+        va = col < lim_a ? va : -INFINITY;
+        vb = col < lim_b ? vb : -INFINITY;
+      }
+      s[nt][e] = va;
+      s[nt][2 + e] = vb;
+      mx_a = fmaxf(mx_a, va);
+      mx_b = fmaxf(mx_b, vb);
+    }
+  }
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
+    mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
+  }
+  const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
+  // A row that has seen no key keeps m = -inf; exp2 against 0 then gives exact zeros.
+  const float mu_a = mn_a == -INFINITY ? 0.f : mn_a, mu_b = mn_b == -INFINITY ? 0.f : mn_b;
+  const float al_a = exp2f(m_a - mu_a), al_b = exp2f(m_b - mu_b);
+  m_a = mn_a;
+  m_b = mn_b;
+  float sum_a = 0.f, sum_b = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    s[nt][0] = exp2f(s[nt][0] - mu_a);
+    s[nt][1] = exp2f(s[nt][1] - mu_a);
+    s[nt][2] = exp2f(s[nt][2] - mu_b);
+    s[nt][3] = exp2f(s[nt][3] - mu_b);
+    sum_a += s[nt][0] + s[nt][1];
+    sum_b += s[nt][2] + s[nt][3];
+  }
+  l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced once at the end
+  l_b = l_b * al_b + sum_b;
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    o[dt][0] *= al_a;
+    o[dt][1] *= al_a;
+    o[dt][2] *= al_b;
+    o[dt][3] *= al_b;
+  }
+}
+
 struct Args {
   const void *q, *k, *v;
   void* out;
@@ -113,6 +172,39 @@ struct Args {
   int Hq, group, Nq, Nk;
   float qk_scale;  // scale * log2(e)
 };
+
+// The end of a CTA's work: the quad's partial row sums are reduced, O / l is written in T and
+// the log-sum-exp in float32. l == 0 (no visible key, or a row past q_len): zeros and lse -inf.
+// The zeros are written explicitly (not o * 0) so a NaN value in a key the row cannot see never
+// leaks in; NaN l (NaN in what the row does see) gives NaN.
+template <typename T, int DT>
+__device__ __forceinline__ void finish_rows(const Args& a, float (&o)[DT][4], float m_a, float m_b, float l_a,
+                                            float l_b, int row_a, int row_b, int ql, int b, int h, int bh, int lane) {
+#pragma unroll
+  for (int off = 1; off < 4; off <<= 1) {
+    l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
+    l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
+  }
+  if (row_a >= ql) l_a = 0.f;
+  if (row_b >= ql) l_b = 0.f;
+  const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
+  T* og = static_cast<T*>(a.out) + b * a.os[0] + h * a.os[1];
+#pragma unroll
+  for (int dt = 0; dt < DT; ++dt) {
+    const int col = dt * 8 + (lane % 4) * 2;
+    if (row_a < a.Nq)
+      *reinterpret_cast<uint32_t*>(og + int64_t(row_a) * a.os[2] + col) =
+          l_a == 0.f ? 0u : MmaType<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
+    if (row_b < a.Nq)
+      *reinterpret_cast<uint32_t*>(og + int64_t(row_b) * a.os[2] + col) =
+          l_b == 0.f ? 0u : MmaType<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
+  }
+  if (a.lse && lane % 4 == 0) {
+    float* lg = a.lse + int64_t(bh) * a.Nq;
+    if (row_a < a.Nq) lg[row_a] = l_a == 0.f ? -INFINITY : (m_a + log2f(l_a)) * 0.69314718055994531f;
+    if (row_b < a.Nq) lg[row_b] = l_b == 0.f ? -INFINITY : (m_b + log2f(l_b)) * 0.69314718055994531f;
+  }
+}
 
 template <typename T, int HD, bool CAUSAL>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
@@ -197,55 +289,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
       }
     }
 
-    // Scale, mask (only where some key of the block is hidden from some row), online softmax.
-    const bool masked = n0 + kBlockN > lim_min;
-    float mx_a = -INFINITY, mx_b = -INFINITY;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = n0 + nt * 8 + (lane % 4) * 2 + e;
-        float va = s[nt][e] * a.qk_scale, vb = s[nt][2 + e] * a.qk_scale;
-        if (masked) {
-          va = col < lim_a ? va : -INFINITY;
-          vb = col < lim_b ? vb : -INFINITY;
-        }
-        s[nt][e] = va;
-        s[nt][2 + e] = vb;
-        mx_a = fmaxf(mx_a, va);
-        mx_b = fmaxf(mx_b, vb);
-      }
-    }
-#pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-      mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, off));
-      mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, off));
-    }
-    const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
-    // A row that has seen no key keeps m = -inf; exp2 against 0 then gives exact zeros.
-    const float mu_a = mn_a == -INFINITY ? 0.f : mn_a, mu_b = mn_b == -INFINITY ? 0.f : mn_b;
-    const float al_a = exp2f(m_a - mu_a), al_b = exp2f(m_b - mu_b);
-    m_a = mn_a;
-    m_b = mn_b;
-    float sum_a = 0.f, sum_b = 0.f;
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) {
-      s[nt][0] = exp2f(s[nt][0] - mu_a);
-      s[nt][1] = exp2f(s[nt][1] - mu_a);
-      s[nt][2] = exp2f(s[nt][2] - mu_b);
-      s[nt][3] = exp2f(s[nt][3] - mu_b);
-      sum_a += s[nt][0] + s[nt][1];
-      sum_b += s[nt][2] + s[nt][3];
-    }
-    l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced once at the end
-    l_b = l_b * al_b + sum_b;
-#pragma unroll
-    for (int dt = 0; dt < DT; ++dt) {
-      o[dt][0] *= al_a;
-      o[dt][1] *= al_a;
-      o[dt][2] *= al_b;
-      o[dt][3] *= al_b;
-    }
+    online_softmax<NT, DT>(s, o, n0, lim_min, lim_a, lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
 
     // O += P V: the S fragments of two adjacent 8-key tiles form one m16k16 A fragment.
 #pragma unroll
@@ -269,39 +313,231 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
   }
   cp_async_wait<0>();  // nothing may stay in flight when the CTA exits (no key block case)
 
-#pragma unroll
-  for (int off = 1; off < 4; off <<= 1) {
-    l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
-    l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
-  }
-  // l == 0: no visible key -> zeros, lse -inf; rows past q_len likewise. The zeros are written
-  // explicitly (not o * 0) so a NaN value in a key the row cannot see never leaks in; NaN l
-  // (NaN in what the row does see) gives NaN.
-  if (row_a >= ql) l_a = 0.f;
-  if (row_b >= ql) l_b = 0.f;
-  const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
-  T* og = static_cast<T*>(a.out) + b * a.os[0] + h * a.os[1];
-#pragma unroll
-  for (int dt = 0; dt < DT; ++dt) {
-    const int col = dt * 8 + (lane % 4) * 2;
-    if (row_a < a.Nq)
-      *reinterpret_cast<uint32_t*>(og + int64_t(row_a) * a.os[2] + col) =
-          l_a == 0.f ? 0u : MmaType<T>::pack(o[dt][0] * inv_a, o[dt][1] * inv_a);
-    if (row_b < a.Nq)
-      *reinterpret_cast<uint32_t*>(og + int64_t(row_b) * a.os[2] + col) =
-          l_b == 0.f ? 0u : MmaType<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
-  }
-  if (a.lse && lane % 4 == 0) {
-    float* lg = a.lse + int64_t(bh) * a.Nq;
-    if (row_a < a.Nq) lg[row_a] = l_a == 0.f ? -INFINITY : (m_a + log2f(l_a)) * 0.69314718055994531f;
-    if (row_b < a.Nq) lg[row_b] = l_b == 0.f ? -INFINITY : (m_b + log2f(l_b)) * 0.69314718055994531f;
+  finish_rows<T, DT>(a, o, m_a, m_b, l_a, l_b, row_a, row_b, ql, b, h, bh, lane);
+}
+
+// ---------------------------------------------------------------- Hopper (sm_90a): wgmma
+//
+// The same algorithm on Hopper's warpgroup MMA: one CTA = one warpgroup (4 warps, 64 query
+// rows, each warp's 16 rows as above). S = Q K^T is one chain of wgmma m64n64k16 with Q and K
+// read from shared memory through matrix descriptors; O += P V is wgmma m64n{HD}k16 with P in
+// registers (the S accumulator re-packed, the same fragment layout as mma.sync's A) and V from
+// shared memory, transposed by the descriptor. Tiles use the canonical 128-byte-swizzled layout
+// (PTX ISA, "matrix descriptor"): each 64-column slice of a tile is its own region of rows x
+// 128 bytes, 16-byte chunks XOR-ed with (row % 8); Q and K are K-major (head dim contiguous),
+// V is MN-major. Descriptor values follow what Triton 3.9 emits for its own Hopper attention
+// (stride byte offset 1024 = 8 rows, leading byte offset = one 64-column region for V).
+// Compiled only for sm_90a; chosen with SONICORE_CUDA_ATTENTION=wgmma (not yet the default:
+// it has not run on a GPU, see docs/attention.md).
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// ---- Hopper (sm_90a) warpgroup MMA wrappers, generated operand lists (see wgmma_* below) ----
+__device__ __forceinline__ void wgmma_ss_n64(float* d, uint64_t a, uint64_t b, int accumulate, __nv_bfloat16*) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(accumulate)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_rs_n64(float* d, const uint32_t* a, uint64_t b, __nv_bfloat16*) {
+  asm volatile(
+      "{\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_rs_n128(float* d, const uint32_t* a, uint64_t b, __nv_bfloat16*) {
+  asm volatile(
+      "{\nwgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_ss_n64(float* d, uint64_t a, uint64_t b, int accumulate, __half*) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "l"(a), "l"(b), "r"(accumulate)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_rs_n64(float* d, const uint32_t* a, uint64_t b, __half*) {
+  asm volatile(
+      "{\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)
+      : "memory");
+}
+__device__ __forceinline__ void wgmma_rs_n128(float* d, const uint32_t* a, uint64_t b, __half*) {
+  asm volatile(
+      "{\nwgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b)
+      : "memory");
+}
+__device__ __forceinline__ void pin_registers32(float* d) {
+  asm volatile("" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])::"memory");
+}
+__device__ __forceinline__ void pin_registers64(float* d) {
+  asm volatile("" : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])::"memory");
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// cp.async writes (generic proxy) made visible to wgmma's reads (async proxy).
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// 128-byte-swizzle matrix descriptor: start address, leading and stride byte offsets (all >> 4),
+// swizzle mode 1 in bits 62-63.
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+  return uint64_t((saddr & 0x3FFFFu) >> 4) | (uint64_t(lbo >> 4) << 16) | (uint64_t(sbo >> 4) << 32) |
+         (uint64_t(1) << 62);
+}
+
+// Element offset of (row, 16-byte chunk) in a ROWS-row tile in the 128-byte-swizzled layout.
+template <int ROWS>
+__device__ __forceinline__ int sw128(int row, int chunk) {
+  return (chunk / 8) * (ROWS * 64) + row * 64 + (((chunk % 8) ^ (row & 7)) << 3);
+}
+
+template <typename T, int HD, int ROWS>
+__device__ __forceinline__ void load_tile_sw128(T* tile, const T* src, int64_t ld, int valid, int tid) {
+  constexpr int kChunks = HD / 8;
+  for (int i = tid; i < ROWS * kChunks; i += kWarps * 32) {
+    const int r = i / kChunks, c = i % kChunks;
+    const bool ok = r < valid;
+    const T* g = src + (ok ? int64_t(r) * ld : 0) + c * 8;
+    cp_async16(tile + sw128<ROWS>(r, c), g, ok ? 16 : 0);
   }
 }
 
+#endif
+
 template <typename T, int HD, bool CAUSAL>
-void launch(const Args& a, int batch, cudaStream_t stream) {
-  constexpr size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
+__global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(128) unsigned char smem_sm90[];
+  // The swizzle pattern repeats every 1024 bytes and the descriptors assume regions aligned to
+  // it: the launch reserves 1 KiB extra and the tiles start at the first 1024-byte boundary.
+  unsigned char* base = smem_sm90 + ((1024u - (smem_addr(smem_sm90) & 1023u)) & 1023u);
+  T* sq = reinterpret_cast<T*>(base);
+  T* sk = sq + kBlockM * HD;       // 2 stages
+  T* sv = sk + 2 * kBlockN * HD;   // 2 stages
+
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int bh = blockIdx.y, b = bh / a.Hq, h = bh % a.Hq, hk = h / a.group;
+  const int m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBlockM;
+  const int ql = a.q_lens ? a.q_lens[b] : a.Nq;
+  const int kl = a.kv_lens ? a.kv_lens[b] : a.Nk;
+
+  const T* qg = static_cast<const T*>(a.q) + b * a.qs[0] + h * a.qs[1] + int64_t(m0) * a.qs[2];
+  const T* kg = static_cast<const T*>(a.k) + b * a.ks[0] + hk * a.ks[1];
+  const T* vg = static_cast<const T*>(a.v) + b * a.vs[0] + hk * a.vs[1];
+
+  const int vrows = max(0, min(kBlockM, ql - m0));
+  const int kend = vrows > 0 ? key_limit(CAUSAL, m0 + vrows - 1, ql, kl) : 0;
+  const int lim_min = vrows > 0 ? key_limit(CAUSAL, m0, ql, kl) : 0;
+  const int nblocks = (kend + kBlockN - 1) / kBlockN;
+  const int row_a = m0 + warp * 16 + lane / 4, row_b = row_a + 8;
+  const int lim_a = row_a < ql ? key_limit(CAUSAL, row_a, ql, kl) : 0;
+  const int lim_b = row_b < ql ? key_limit(CAUSAL, row_b, ql, kl) : 0;
+
+  constexpr int KS = HD / 16;
+  constexpr int NT = kBlockN / 8;
+  constexpr int DT = HD / 8;
+  float o[DT][4];
+#pragma unroll
+  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+
+  load_tile_sw128<T, HD, kBlockM>(sq, qg, a.qs[2], vrows, tid);
+  if (nblocks > 0) {
+    load_tile_sw128<T, HD, kBlockN>(sk, kg, a.ks[2], min(kBlockN, kend), tid);
+    load_tile_sw128<T, HD, kBlockN>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
+  }
+  cp_async_commit();
+  const uint32_t q_addr = smem_addr(sq);
+
+  for (int j = 0; j < nblocks; ++j) {
+    const int n0 = j * kBlockN;
+    if (j + 1 < nblocks) {
+      const int n1 = n0 + kBlockN, st = (j + 1) & 1;
+      load_tile_sw128<T, HD, kBlockN>(sk + st * kBlockN * HD, kg + int64_t(n1) * a.ks[2], a.ks[2], min(kBlockN, kend - n1), tid);
+      load_tile_sw128<T, HD, kBlockN>(sv + st * kBlockN * HD, vg + int64_t(n1) * a.vs[2], a.vs[2], min(kBlockN, kend - n1), tid);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    fence_async_shared();
+    __syncthreads();
+    const uint32_t k_addr = smem_addr(sk + (j & 1) * kBlockN * HD);
+    const uint32_t v_addr = smem_addr(sv + (j & 1) * kBlockN * HD);
+
+    // S = Q K^T: k-steps of 16 head-dim values; step ks lies in region ks / 4, 32 bytes per step.
+    float s[NT][4];
+    float* sf = &s[0][0];
+    pin_registers32(sf);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+      const uint32_t off = (ks % 4) * 32;
+      const uint64_t da = sw128_desc(q_addr + (ks / 4) * (kBlockM * 128) + off, 0, 1024);
+      const uint64_t db = sw128_desc(k_addr + (ks / 4) * (kBlockN * 128) + off, 0, 1024);
+      wgmma_ss_n64(sf, da, db, ks > 0, static_cast<T*>(nullptr));
+    }
+    wgmma_commit();
+    wgmma_wait_all();
+    pin_registers32(sf);
+
+    online_softmax<NT, DT>(s, o, n0, lim_min, lim_a, lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
+
+    // O += P V: 16 keys per step (2048 bytes of V rows); V's 64-column regions are kBlockN * 128
+    // bytes apart (the leading byte offset of an MN-major operand).
+    // P is packed for all steps first, so no register the MMAs read changes between them.
+    uint32_t pa[kBlockN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      pa[kk][0] = MmaType<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = MmaType<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = MmaType<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = MmaType<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    float* of = &o[0][0];
+    if constexpr (HD == 64) pin_registers32(of); else pin_registers64(of);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const uint64_t dv = sw128_desc(v_addr + kk * 2048, kBlockN * 128, 1024);
+      if constexpr (HD == 64) wgmma_rs_n64(of, pa[kk], dv, static_cast<T*>(nullptr));
+      else wgmma_rs_n128(of, pa[kk], dv, static_cast<T*>(nullptr));
+    }
+    wgmma_commit();
+    wgmma_wait_all();
+    if constexpr (HD == 64) pin_registers32(of); else pin_registers64(of);
+    __syncthreads();  // the next iteration's prefetch overwrites this stage
+  }
+  cp_async_wait<0>();
+  finish_rows<T, DT>(a, o, m_a, m_b, l_a, l_b, row_a, row_b, ql, b, h, bh, lane);
+#else
+  __trap();  // built for another architecture: the host never launches it there
+#endif
+}
+
+template <typename T, int HD, bool CAUSAL>
+void launch(const Args& a, int batch, bool sm90, cudaStream_t stream) {
+  size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
   auto kernel = flash_fwd<T, HD, CAUSAL>;
+  if (sm90) {
+    kernel = flash_fwd_sm90<T, HD, CAUSAL>;
+    smem += 1024;  // room to align the tiles to 1024 bytes
+  }
   // Set on every launch (cheap): the attribute belongs to the current device's context.
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 static_cast<int>(smem));
@@ -313,15 +549,40 @@ void launch(const Args& a, int batch, cudaStream_t stream) {
 }
 
 template <typename T>
-void dispatch_hd(const Args& a, int hd, bool causal, int batch, cudaStream_t stream) {
+void dispatch_hd(const Args& a, int hd, bool causal, int batch, bool sm90, cudaStream_t stream) {
   if (hd == 64) {
-    causal ? launch<T, 64, true>(a, batch, stream) : launch<T, 64, false>(a, batch, stream);
+    causal ? launch<T, 64, true>(a, batch, sm90, stream) : launch<T, 64, false>(a, batch, sm90, stream);
   } else {
-    causal ? launch<T, 128, true>(a, batch, stream) : launch<T, 128, false>(a, batch, stream);
+    causal ? launch<T, 128, true>(a, batch, sm90, stream) : launch<T, 128, false>(a, batch, sm90, stream);
   }
 }
 
+// The wgmma kernel runs when it was compiled (sm_90a among the build's architectures), the
+// current device is compute capability 9.0, and SONICORE_CUDA_ATTENTION=wgmma asks for it.
+bool use_sm90_kernel() {
+#if defined(SONICORE_CUDA_SM90A)
+  const char* pick = std::getenv("SONICORE_CUDA_ATTENTION");
+  if (pick == nullptr || std::string(pick) != "wgmma") return false;
+  int dev = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+    return false;
+  return major == 9 && minor == 0;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
+
+const char* attention_cuda_kernels() {
+#if defined(SONICORE_CUDA_SM90A)
+  return "mma,wgmma";
+#else
+  return "mma";
+#endif
+}
 
 const char* attention_cuda_unsupported(const AttentionParams& p) {
   if (p.dtype != DType::f16 && p.dtype != DType::bf16)
@@ -355,10 +616,11 @@ void attention_forward_cuda(const AttentionParams& p, void* stream) {
   a.Nk = static_cast<int>(p.kv_len);
   a.qk_scale = p.scale * kLog2e;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
+  const bool sm90 = use_sm90_kernel();
   if (p.dtype == DType::f16)
-    dispatch_hd<__half>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), s);
+    dispatch_hd<__half>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), sm90, s);
   else
-    dispatch_hd<__nv_bfloat16>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), s);
+    dispatch_hd<__nv_bfloat16>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), sm90, s);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
     throw std::runtime_error(std::string("attention: cuda backend: launch failed: ") + cudaGetErrorString(err));

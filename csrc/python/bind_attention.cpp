@@ -168,6 +168,8 @@ void bind_attention(py::module_& m) {
       py::arg("k_strides"), py::arg("v_strides"), py::arg("out_strides"), py::arg("dtype"), py::arg("scale"),
       py::arg("causal"), py::arg("q_lens") = 0, py::arg("kv_lens") = 0, py::arg("stream") = 0,
       "CUDA tensor-core attention forward (float16/bfloat16, head dim 64 or 128, sm_80+).");
+  m.def("attention_cuda_kernels", []() { return std::string(sonicore::attention_cuda_kernels()); },
+        "The CUDA attention kernels compiled in: 'mma', or 'mma,wgmma' with the sm_90a kernel.");
 #endif
 }
 

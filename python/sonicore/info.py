@@ -30,6 +30,7 @@ def collect() -> dict:
         info["cuda_devices"] = [C.cuda_device_name(i) for i in range(n)]
         info["cuda_usable"] = n > 0
         info["cuda_status"] = C.cuda_status()
+        info["cuda_attention_kernels"] = getattr(C, "attention_cuda_kernels", lambda: "mma")().split(",")
     else:
         info["cuda_usable"] = False
     info["triton_installed"] = importlib.util.find_spec("triton") is not None
@@ -50,6 +51,9 @@ def format_info(info: dict) -> str:
         devs = ", ".join(info["cuda_devices"]) or "none"
         lines.append(f"  cuda     : compiled (runtime {info['cuda_runtime']}), usable {yes(info['cuda_usable'])}"
                      f", devices: {devs}" + ("" if info["cuda_usable"] else f" [{info['cuda_status']}]"))
+        lines.append(f"             attention kernels: {', '.join(info['cuda_attention_kernels'])}"
+                     + (" (wgmma on sm_90 with SONICORE_CUDA_ATTENTION=wgmma)"
+                        if "wgmma" in info["cuda_attention_kernels"] else ""))
     else:
         lines.append("  cuda     : not compiled in")
     lines.append(f"  triton   : installed {yes(info['triton_installed'])}, usable {yes(info['triton_usable'])}"

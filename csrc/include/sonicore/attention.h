@@ -48,6 +48,9 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
 void attention_forward_cuda(const AttentionParams& p, void* stream);
 // Why the CUDA kernel cannot take `p` ("" when it can).
 const char* attention_cuda_unsupported(const AttentionParams& p);
+// The CUDA attention kernels in this build: "mma" (sm_80+), plus ",wgmma" when sm_90a was built
+// (that one runs on compute capability 9.0 when SONICORE_CUDA_ATTENTION=wgmma).
+const char* attention_cuda_kernels();
 #endif
 
 }  // namespace sonicore
