@@ -26,14 +26,10 @@ _LN2 = 0.6931471805599453
 
 
 @triton.jit
-def _attention_fwd(
-    Q, K, V, O, LSE, QLENS, KVLENS,
-    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
-    Hq, Nq, Nk, D, qk_scale,
-    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
-    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
+def _tile_start(pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
+                GROUP: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Batch / head of this program, the valid lengths, the tile's offsets and its Q rows."""
     bh = tl.program_id(1)
     b = bh // Hq
     h = bh % Hq
@@ -44,16 +40,40 @@ def _attention_fwd(
         ql = tl.load(QLENS + b)
     if HAS_KVLENS:
         kl = tl.load(KVLENS + b)
-
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
     row_ok = offs_m < ql
-
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
                 mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    return bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q
 
+
+@triton.jit
+def _tile_finish(O, LSE, acc, m_i, l_i, row_ok, b, h, bh, offs_m, offs_d, d_ok, sob, soh, son, Nq):
+    """O = acc / l and the log-sum-exp; rows without a visible key (or past q_len): zeros, -inf."""
+    has = (l_i > 0.0) & row_ok
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    out = tl.where(has[:, None], out, 0.0)
+    tl.store(O + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty),
+             mask=(offs_m[:, None] < Nq) & d_ok[None, :])
+    lse = tl.where(has, (m_i + tl.log2(tl.where(has, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
+    tl.store(LSE + bh * Nq + offs_m, lse, mask=offs_m < Nq)
+
+
+@triton.jit
+def _attention_fwd(
+    Q, K, V, O, LSE, QLENS, KVLENS,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+    Hq, Nq, Nk, D, qk_scale,
+    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q = _tile_start(
+        pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
+        GROUP, HAS_QLENS, HAS_KVLENS, BLOCK_M, BLOCK_N, BLOCK_D)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
@@ -92,13 +112,7 @@ def _attention_fwd(
             acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
         m_i = m_new
 
-    has = l_i > 0.0
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    out = tl.where(has[:, None], out, 0.0)
-    tl.store(O + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty),
-             mask=(offs_m[:, None] < Nq) & d_ok[None, :])
-    lse = tl.where(has, (m_i + tl.log2(tl.where(has, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
-    tl.store(LSE + bh * Nq + offs_m, lse, mask=offs_m < Nq)
+    _tile_finish(O, LSE, acc, m_i, l_i, row_ok, b, h, bh, offs_m, offs_d, d_ok, sob, soh, son, Nq)
 
 
 @triton.jit
@@ -167,24 +181,9 @@ def _attention_fwd_split(
     pid_m = tl.program_id(0)
     if CAUSAL:
         pid_m = tl.num_programs(0) - 1 - pid_m
-    bh = tl.program_id(1)
-    b = bh // Hq
-    h = bh % Hq
-    hk = h // GROUP
-    ql = Nq
-    kl = Nk
-    if HAS_QLENS:
-        ql = tl.load(QLENS + b)
-    if HAS_KVLENS:
-        kl = tl.load(KVLENS + b)
-
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_n = tl.arange(0, BLOCK_N)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = offs_d < D
-    row_ok = offs_m < ql
-    q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
-                mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+    bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q = _tile_start(
+        pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
+        GROUP, HAS_QLENS, HAS_KVLENS, BLOCK_M, BLOCK_N, BLOCK_D)
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
@@ -220,13 +219,7 @@ def _attention_fwd_split(
             v = tl.where(col_ok[:, None], v, 0.0)  # another head's rows, or padding (maybe NaN)
         acc, m_i, l_i = _update(_scores(q, k, IEEE), v, acc, m_i, l_i, qk_scale, cols, row_lim, True, IEEE)
 
-    has = (l_i > 0.0) & row_ok
-    out = acc / tl.where(has, l_i, 1.0)[:, None]
-    out = tl.where(has[:, None], out, 0.0)
-    tl.store(O + b * sob + h * soh + offs_m[:, None] * son + offs_d[None, :], out.to(O.dtype.element_ty),
-             mask=(offs_m[:, None] < Nq) & d_ok[None, :])
-    lse = tl.where(has, (m_i + tl.log2(tl.where(has, l_i, 1.0))) * 0.6931471805599453, float("-inf"))
-    tl.store(LSE + bh * Nq + offs_m, lse, mask=offs_m < Nq)
+    _tile_finish(O, LSE, acc, m_i, l_i, row_ok, b, h, bh, offs_m, offs_d, d_ok, sob, soh, son, Nq)
 
 
 
