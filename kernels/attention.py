@@ -29,7 +29,8 @@ _LN2 = 0.6931471805599453
 def _tile_start(pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
                 GROUP: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Batch / head of this program, the valid lengths, the tile's offsets and its Q rows."""
+    """Batch / head of this program, the valid lengths, the tile's offsets, its Q rows and the
+    online-softmax state (m = -inf, l = 0, acc = 0)."""
     bh = tl.program_id(1)
     b = bh // Hq
     h = bh % Hq
@@ -47,7 +48,10 @@ def _tile_start(pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
     row_ok = offs_m < ql
     q = tl.load(Q + b * sqb + h * sqh + offs_m[:, None] * sqn + offs_d[None, :],
                 mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-    return bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    return bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q, m_i, l_i, acc
 
 
 @triton.jit
@@ -71,12 +75,9 @@ def _attention_fwd(
     IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
     pid_m = tl.program_id(0)
-    bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q = _tile_start(
+    bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q, m_i, l_i, acc = _tile_start(
         pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
         GROUP, HAS_QLENS, HAS_KVLENS, BLOCK_M, BLOCK_N, BLOCK_D)
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
 
     # Keys any row of this block can see: all valid ones, or up to the last row's causal limit.
     kend = kl
@@ -181,12 +182,9 @@ def _attention_fwd_split(
     pid_m = tl.program_id(0)
     if CAUSAL:
         pid_m = tl.num_programs(0) - 1 - pid_m
-    bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q = _tile_start(
+    bh, b, h, hk, ql, kl, offs_m, offs_n, offs_d, d_ok, row_ok, q, m_i, l_i, acc = _tile_start(
         pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
         GROUP, HAS_QLENS, HAS_KVLENS, BLOCK_M, BLOCK_N, BLOCK_D)
-    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
 
     # Per-row key limits; the tile's first row has the smallest (causal limits grow by row).
     row_lim = tl.where(row_ok, kl, 0)

@@ -89,15 +89,40 @@ __device__ __forceinline__ int swz(int row, int chunk) {
   return row * HD + ((chunk ^ (row & 7)) << 3);
 }
 
-// Copies `rows` x HD values (rows >= valid are zero-filled) from global rows of stride `ld`.
-template <typename T, int HD, int ROWS>
+// Element offset of (row, 16-byte chunk) in a ROWS-row tile in the canonical 128-byte-swizzled
+// layout of Hopper's matrix descriptors: each 64-column slice is its own region of ROWS x 128
+// bytes, chunks XOR-ed with (row % 8) inside it.
+template <int ROWS>
+__device__ __forceinline__ int sw128(int row, int chunk) {
+  return (chunk / 8) * (ROWS * 64) + row * 64 + (((chunk % 8) ^ (row & 7)) << 3);
+}
+
+// Copies `rows` x HD values (rows >= valid are zero-filled) from global rows of stride `ld`,
+// in the swz layout (SW128 false) or the sw128 one.
+template <typename T, int HD, int ROWS, bool SW128 = false>
 __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t ld, int valid, int tid) {
   constexpr int kChunks = HD / 8;
   for (int i = tid; i < ROWS * kChunks; i += kWarps * 32) {
     const int r = i / kChunks, c = i % kChunks;
     const bool ok = r < valid;
     const T* g = src + (ok ? int64_t(r) * ld : 0) + c * 8;
-    cp_async16(tile + swz<HD>(r, c), g, ok ? 16 : 0);
+    cp_async16(tile + (SW128 ? sw128<ROWS>(r, c) : swz<HD>(r, c)), g, ok ? 16 : 0);
+  }
+}
+
+// Key block j's K / V stage is in shared memory when this returns; block j + 1's copies into the
+// other stage are in flight (both stages of kBlockN x HD values at sk / sv).
+template <typename T, int HD, bool SW128>
+__device__ __forceinline__ void next_stage(T* sk, T* sv, const T* kg, const T* vg, const int64_t* ks,
+                                           const int64_t* vs, int j, int nblocks, int kend, int tid) {
+  if (j + 1 < nblocks) {
+    const int n1 = (j + 1) * kBlockN, st = (j + 1) & 1;
+    load_tile<T, HD, kBlockN, SW128>(sk + st * kBlockN * HD, kg + int64_t(n1) * ks[2], ks[2], min(kBlockN, kend - n1), tid);
+    load_tile<T, HD, kBlockN, SW128>(sv + st * kBlockN * HD, vg + int64_t(n1) * vs[2], vs[2], min(kBlockN, kend - n1), tid);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
   }
 }
 
@@ -173,6 +198,39 @@ struct Args {
   float qk_scale;  // scale * log2(e)
 };
 
+// Where one CTA works: its batch / head, its 64 query rows from m0 (causal: the last query blocks
+// see the most keys, so they are scheduled first, no long tail), the valid lengths, the key range
+// it must read, and the two accumulator rows of this thread with their key limits.
+template <typename T>
+struct Tile {
+  int bh, b, h, m0, ql, kl, vrows, kend, lim_min, nblocks, row_a, row_b, lim_a, lim_b;
+  const T *qg, *kg, *vg;
+};
+
+template <typename T, bool CAUSAL>
+__device__ __forceinline__ Tile<T> tile_setup(const Args& a, int warp, int lane) {
+  Tile<T> t;
+  t.bh = blockIdx.y;
+  t.b = t.bh / a.Hq;
+  t.h = t.bh % a.Hq;
+  const int hk = t.h / a.group;
+  t.m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBlockM;
+  t.ql = a.q_lens ? a.q_lens[t.b] : a.Nq;
+  t.kl = a.kv_lens ? a.kv_lens[t.b] : a.Nk;
+  t.qg = static_cast<const T*>(a.q) + t.b * a.qs[0] + t.h * a.qs[1] + int64_t(t.m0) * a.qs[2];
+  t.kg = static_cast<const T*>(a.k) + t.b * a.ks[0] + hk * a.ks[1];
+  t.vg = static_cast<const T*>(a.v) + t.b * a.vs[0] + hk * a.vs[1];
+  t.vrows = max(0, min(kBlockM, t.ql - t.m0));  // valid query rows of this CTA
+  t.kend = t.vrows > 0 ? key_limit(CAUSAL, t.m0 + t.vrows - 1, t.ql, t.kl) : 0;
+  t.lim_min = t.vrows > 0 ? key_limit(CAUSAL, t.m0, t.ql, t.kl) : 0;
+  t.nblocks = (t.kend + kBlockN - 1) / kBlockN;
+  t.row_a = t.m0 + warp * 16 + lane / 4;
+  t.row_b = t.row_a + 8;
+  t.lim_a = t.row_a < t.ql ? key_limit(CAUSAL, t.row_a, t.ql, t.kl) : 0;
+  t.lim_b = t.row_b < t.ql ? key_limit(CAUSAL, t.row_b, t.ql, t.kl) : 0;
+  return t;
+}
+
 // The end of a CTA's work: the quad's partial row sums are reduced, O / l is written in T and
 // the log-sum-exp in float32. l == 0 (no visible key, or a row past q_len): zeros and lse -inf.
 // The zeros are written explicitly (not o * 0) so a NaN value in a key the row cannot see never
@@ -214,25 +272,10 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
   T* sv = sk + 2 * kBlockN * HD;   // 2 stages
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int bh = blockIdx.y, b = bh / a.Hq, h = bh % a.Hq, hk = h / a.group;
-  // Causal: the last query blocks see the most keys, so they are scheduled first (no long tail).
-  const int m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBlockM;
-  const int ql = a.q_lens ? a.q_lens[b] : a.Nq;
-  const int kl = a.kv_lens ? a.kv_lens[b] : a.Nk;
-
-  const T* qg = static_cast<const T*>(a.q) + b * a.qs[0] + h * a.qs[1] + int64_t(m0) * a.qs[2];
-  const T* kg = static_cast<const T*>(a.k) + b * a.ks[0] + hk * a.ks[1];
-  const T* vg = static_cast<const T*>(a.v) + b * a.vs[0] + hk * a.vs[1];
-
-  const int vrows = max(0, min(kBlockM, ql - m0));  // valid query rows of this CTA
-  const int kend = vrows > 0 ? key_limit(CAUSAL, m0 + vrows - 1, ql, kl) : 0;
-  const int lim_min = vrows > 0 ? key_limit(CAUSAL, m0, ql, kl) : 0;
-  const int nblocks = (kend + kBlockN - 1) / kBlockN;
-
-  // Rows this thread owns in the accumulator fragments.
-  const int row_a = m0 + warp * 16 + lane / 4, row_b = row_a + 8;
-  const int lim_a = row_a < ql ? key_limit(CAUSAL, row_a, ql, kl) : 0;
-  const int lim_b = row_b < ql ? key_limit(CAUSAL, row_b, ql, kl) : 0;
+  const Tile<T> t = tile_setup<T, CAUSAL>(a, warp, lane);
+  const int bh = t.bh, b = t.b, h = t.h, ql = t.ql, vrows = t.vrows, kend = t.kend, lim_min = t.lim_min;
+  const int nblocks = t.nblocks, row_a = t.row_a, row_b = t.row_b, lim_a = t.lim_a, lim_b = t.lim_b;
+  const T *qg = t.qg, *kg = t.kg, *vg = t.vg;
 
   constexpr int KS = HD / 16;  // k-steps over the head dim
   constexpr int NT = kBlockN / 8;
@@ -252,15 +295,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
 
   for (int j = 0; j < nblocks; ++j) {
     const int n0 = j * kBlockN;
-    if (j + 1 < nblocks) {
-      const int n1 = n0 + kBlockN, st = (j + 1) & 1;
-      load_tile<T, HD, kBlockN>(sk + st * kBlockN * HD, kg + int64_t(n1) * a.ks[2], a.ks[2], min(kBlockN, kend - n1), tid);
-      load_tile<T, HD, kBlockN>(sv + st * kBlockN * HD, vg + int64_t(n1) * a.vs[2], a.vs[2], min(kBlockN, kend - n1), tid);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    next_stage<T, HD, false>(sk, sv, kg, vg, a.ks, a.vs, j, nblocks, kend, tid);
     __syncthreads();
     if (j == 0) {
 #pragma unroll
@@ -379,23 +414,6 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uin
          (uint64_t(1) << 62);
 }
 
-// Element offset of (row, 16-byte chunk) in a ROWS-row tile in the 128-byte-swizzled layout.
-template <int ROWS>
-__device__ __forceinline__ int sw128(int row, int chunk) {
-  return (chunk / 8) * (ROWS * 64) + row * 64 + (((chunk % 8) ^ (row & 7)) << 3);
-}
-
-template <typename T, int HD, int ROWS>
-__device__ __forceinline__ void load_tile_sw128(T* tile, const T* src, int64_t ld, int valid, int tid) {
-  constexpr int kChunks = HD / 8;
-  for (int i = tid; i < ROWS * kChunks; i += kWarps * 32) {
-    const int r = i / kChunks, c = i % kChunks;
-    const bool ok = r < valid;
-    const T* g = src + (ok ? int64_t(r) * ld : 0) + c * 8;
-    cp_async16(tile + sw128<ROWS>(r, c), g, ok ? 16 : 0);
-  }
-}
-
 #endif
 
 template <typename T, int HD, bool CAUSAL>
@@ -410,22 +428,10 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
   T* sv = sk + 2 * kBlockN * HD;   // 2 stages
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int bh = blockIdx.y, b = bh / a.Hq, h = bh % a.Hq, hk = h / a.group;
-  const int m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBlockM;
-  const int ql = a.q_lens ? a.q_lens[b] : a.Nq;
-  const int kl = a.kv_lens ? a.kv_lens[b] : a.Nk;
-
-  const T* qg = static_cast<const T*>(a.q) + b * a.qs[0] + h * a.qs[1] + int64_t(m0) * a.qs[2];
-  const T* kg = static_cast<const T*>(a.k) + b * a.ks[0] + hk * a.ks[1];
-  const T* vg = static_cast<const T*>(a.v) + b * a.vs[0] + hk * a.vs[1];
-
-  const int vrows = max(0, min(kBlockM, ql - m0));
-  const int kend = vrows > 0 ? key_limit(CAUSAL, m0 + vrows - 1, ql, kl) : 0;
-  const int lim_min = vrows > 0 ? key_limit(CAUSAL, m0, ql, kl) : 0;
-  const int nblocks = (kend + kBlockN - 1) / kBlockN;
-  const int row_a = m0 + warp * 16 + lane / 4, row_b = row_a + 8;
-  const int lim_a = row_a < ql ? key_limit(CAUSAL, row_a, ql, kl) : 0;
-  const int lim_b = row_b < ql ? key_limit(CAUSAL, row_b, ql, kl) : 0;
+  const Tile<T> t = tile_setup<T, CAUSAL>(a, warp, lane);
+  const int bh = t.bh, b = t.b, h = t.h, ql = t.ql, vrows = t.vrows, kend = t.kend, lim_min = t.lim_min;
+  const int nblocks = t.nblocks, row_a = t.row_a, row_b = t.row_b, lim_a = t.lim_a, lim_b = t.lim_b;
+  const T *qg = t.qg, *kg = t.kg, *vg = t.vg;
 
   constexpr int KS = HD / 16;
   constexpr int NT = kBlockN / 8;
@@ -435,25 +441,17 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
   for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
 
-  load_tile_sw128<T, HD, kBlockM>(sq, qg, a.qs[2], vrows, tid);
+  load_tile<T, HD, kBlockM, true>(sq, qg, a.qs[2], vrows, tid);
   if (nblocks > 0) {
-    load_tile_sw128<T, HD, kBlockN>(sk, kg, a.ks[2], min(kBlockN, kend), tid);
-    load_tile_sw128<T, HD, kBlockN>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
+    load_tile<T, HD, kBlockN, true>(sk, kg, a.ks[2], min(kBlockN, kend), tid);
+    load_tile<T, HD, kBlockN, true>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
   }
   cp_async_commit();
   const uint32_t q_addr = smem_addr(sq);
 
   for (int j = 0; j < nblocks; ++j) {
     const int n0 = j * kBlockN;
-    if (j + 1 < nblocks) {
-      const int n1 = n0 + kBlockN, st = (j + 1) & 1;
-      load_tile_sw128<T, HD, kBlockN>(sk + st * kBlockN * HD, kg + int64_t(n1) * a.ks[2], a.ks[2], min(kBlockN, kend - n1), tid);
-      load_tile_sw128<T, HD, kBlockN>(sv + st * kBlockN * HD, vg + int64_t(n1) * a.vs[2], a.vs[2], min(kBlockN, kend - n1), tid);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
+    next_stage<T, HD, true>(sk, sv, kg, vg, a.ks, a.vs, j, nblocks, kend, tid);
     fence_async_shared();
     __syncthreads();
     const uint32_t k_addr = smem_addr(sk + (j & 1) * kBlockN * HD);
