@@ -132,12 +132,13 @@ __device__ __forceinline__ int key_limit(bool causal, int row, int ql, int kl) {
 
 // The online-softmax step on one key block's S fragments (rows row_a / row_b of this thread,
 // keys n0 + nt * 8 + 2 * (lane % 4) + e): scale, mask (only where some key of the block is hidden
-// from some row), new running max, P = exp2(S - m) in place, l and O rescaled. The fragment
-// layout is the same for mma.sync m16n8 tiles and for a warp's rows of a wgmma m64 accumulator.
-template <int NT, int DT>
-__device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT][4], int n0, int lim_min, int lim_a,
-                                               int lim_b, float qk_scale, float& m_a, float& m_b, float& l_a,
-                                               float& l_b, int lane) {
+// from some row), new running max, P = exp2(S - m) in place, l rescaled and updated; al_a / al_b
+// receive the factors O must be rescaled by (rescale_rows). The fragment layout is the same for
+// mma.sync m16n8 tiles and for a warp's rows of a wgmma m64 accumulator.
+template <int NT>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], int n0, int lim_min, int lim_a, int lim_b,
+                                             float qk_scale, float& m_a, float& m_b, float& l_a, float& l_b,
+                                             int lane, float& al_a, float& al_b) {
   const bool masked = n0 + NT * 8 > lim_min;
   float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
@@ -164,7 +165,8 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT]
   const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
   // A row that has seen no key keeps m = -inf; exp2 against 0 then gives exact zeros.
   const float mu_a = mn_a == -INFINITY ? 0.f : mn_a, mu_b = mn_b == -INFINITY ? 0.f : mn_b;
-  const float al_a = exp2f(m_a - mu_a), al_b = exp2f(m_b - mu_b);
+  al_a = exp2f(m_a - mu_a);
+  al_b = exp2f(m_b - mu_b);
   m_a = mn_a;
   m_b = mn_b;
   float sum_a = 0.f, sum_b = 0.f;
@@ -179,6 +181,10 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT]
   }
   l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced once at the end
   l_b = l_b * al_b + sum_b;
+}
+
+template <int DT>
+__device__ __forceinline__ void rescale_rows(float (&o)[DT][4], float al_a, float al_b) {
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) {
     o[dt][0] *= al_a;
@@ -186,6 +192,16 @@ __device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT]
     o[dt][2] *= al_b;
     o[dt][3] *= al_b;
   }
+}
+
+// softmax_step, then O rescaled at once (the kernels without an MMA in flight on O).
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT][4], int n0, int lim_min, int lim_a,
+                                               int lim_b, float qk_scale, float& m_a, float& m_b, float& l_a,
+                                               float& l_b, int lane) {
+  float al_a, al_b;
+  softmax_step<NT>(s, n0, lim_min, lim_a, lim_b, qk_scale, m_a, m_b, l_a, l_b, lane, al_a, al_b);
+  rescale_rows<DT>(o, al_a, al_b);
 }
 
 struct Args {
@@ -370,11 +386,13 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
 // shared-memory descriptors; O (64 x 64 or 64 x 128) += A in registers x B from a descriptor
 // (B transposed: V is MN-major). The accumulators are "+f" operands, one per register.
 #define SONICORE_WGMMA_WRAPPERS(CTY, TY)                                                                     \
-  __device__ __forceinline__ void wgmma_ss_n64(float* d, uint64_t a, uint64_t b, int accumulate, CTY*) {        \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"      \
+  /* SCALE_D "0": S = A B (the first k-step), "1": S += A B; an immediate, so no instruction  */  \
+  /* between two MMAs defines an input of theirs (ptxas would serialise them).                 */  \
+  template <int ACC>                                                                                          \
+  __device__ __forceinline__ void wgmma_ss_n64(float* d, uint64_t a, uint64_t b, CTY*) {                       \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, %34, 1, 1, 0, 0;\n"      \
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])                                                                             \
-                 : "l"(a), "l"(b), "r"(accumulate)                                                          \
+                 : "l"(a), "l"(b), "n"(ACC)                                                                 \
                  : "memory");                                                                               \
   }                                                                                                          \
   __device__ __forceinline__ void wgmma_rs_n64(float* d, const uint32_t* a, uint64_t b, CTY*) {                \
@@ -403,7 +421,8 @@ __device__ __forceinline__ void pin_registers64(float* d) {
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
 // cp.async writes (generic proxy) made visible to wgmma's reads (async proxy).
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
@@ -416,6 +435,78 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uin
 
 #endif
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Descriptors of one key block, computed before the MMAs are issued: no instruction between two
+// MMAs of a group may define one of their inputs, or ptxas serialises them. S's k-step ks lies
+// in region ks / 4 of Q and K, 32 bytes per step; P V's step kk starts 16 V rows (2048 bytes) on,
+// and V's 64-column regions are kBlockN * 128 bytes apart (the leading byte offset of an
+// MN-major operand).
+template <int HD>
+struct BlockDesc {
+  uint64_t q[HD / 16], k[HD / 16], v[kBlockN / 16];
+};
+
+template <int HD>
+__device__ __forceinline__ void make_desc(BlockDesc<HD>& d, uint32_t q_addr, uint32_t k_addr, uint32_t v_addr) {
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) {
+    const uint32_t off = (ks % 4) * 32;
+    d.q[ks] = sw128_desc(q_addr + (ks / 4) * (kBlockM * 128) + off, 0, 1024);
+    d.k[ks] = sw128_desc(k_addr + (ks / 4) * (kBlockN * 128) + off, 0, 1024);
+  }
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) d.v[kk] = sw128_desc(v_addr + kk * 2048, kBlockN * 128, 1024);
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) asm volatile("" : "+l"(d.q[ks]), "+l"(d.k[ks]));
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) asm volatile("" : "+l"(d.v[kk]));
+}
+
+// S (64 x kBlockN) = Q K^T over the head dim, one commit group.
+template <typename T, int HD>
+__device__ __forceinline__ void qk_chain(float* sf, const BlockDesc<HD>& d) {
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) {
+    if (ks == 0) wgmma_ss_n64<0>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+    else wgmma_ss_n64<1>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+  }
+  wgmma_commit();
+}
+
+// P packed as the A operand of every 16-key step (the S fragments of two 8-key tiles each).
+template <typename T, int NT>
+__device__ __forceinline__ void pack_p(const float (&s)[NT][4], uint32_t (&pa)[NT / 2][4]) {
+#pragma unroll
+  for (int kk = 0; kk < NT / 2; ++kk) {
+    pa[kk][0] = MmaType<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+    pa[kk][1] = MmaType<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+    pa[kk][2] = MmaType<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+    pa[kk][3] = MmaType<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+  }
+}
+
+// O += P V over the block's keys, one commit group.
+template <typename T, int HD>
+__device__ __forceinline__ void pv_chain(float* of, const uint32_t (&pa)[kBlockN / 16][4], const BlockDesc<HD>& d) {
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+    if constexpr (HD == 64) wgmma_rs_n64(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
+    else wgmma_rs_n128(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
+  }
+  wgmma_commit();
+}
+
+template <int HD>
+__device__ __forceinline__ void pin_o(float* of) {
+  if constexpr (HD == 64) pin_registers32(of);
+  else pin_registers64(of);
+}
+#endif
+
+// Per key block: S = Q K^T, wait, softmax, O += P V, wait. (A variant that issued block j's S
+// MMAs together with block j - 1's P V MMAs and ran the softmax while P V was in flight, as
+// FlashAttention-3 does inside a warpgroup, compiled with every HGMMA serialised by ptxas 13.0,
+// warning C7513, whatever was tried: it was not kept. This kernel's SASS has one wait per chain.)
 template <typename T, int HD, bool CAUSAL>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -433,13 +524,15 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
   const int nblocks = t.nblocks, row_a = t.row_a, row_b = t.row_b, lim_a = t.lim_a, lim_b = t.lim_b;
   const T *qg = t.qg, *kg = t.kg, *vg = t.vg;
 
-  constexpr int KS = HD / 16;
   constexpr int NT = kBlockN / 8;
   constexpr int DT = HD / 8;
+  constexpr int kStage = kBlockN * HD;  // values per K or V stage
   float o[DT][4];
 #pragma unroll
   for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+  float* of = &o[0][0];
+  const uint32_t q_addr = smem_addr(sq);
 
   load_tile<T, HD, kBlockM, true>(sq, qg, a.qs[2], vrows, tid);
   if (nblocks > 0) {
@@ -447,57 +540,28 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
     load_tile<T, HD, kBlockN, true>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
   }
   cp_async_commit();
-  const uint32_t q_addr = smem_addr(sq);
-
   for (int j = 0; j < nblocks; ++j) {
     const int n0 = j * kBlockN;
     next_stage<T, HD, true>(sk, sv, kg, vg, a.ks, a.vs, j, nblocks, kend, tid);
     fence_async_shared();
     __syncthreads();
-    const uint32_t k_addr = smem_addr(sk + (j & 1) * kBlockN * HD);
-    const uint32_t v_addr = smem_addr(sv + (j & 1) * kBlockN * HD);
-
-    // S = Q K^T: k-steps of 16 head-dim values; step ks lies in region ks / 4, 32 bytes per step.
     float s[NT][4];
     float* sf = &s[0][0];
+    BlockDesc<HD> d;
+    make_desc<HD>(d, q_addr, smem_addr(sk + (j & 1) * kStage), smem_addr(sv + (j & 1) * kStage));
     pin_registers32(sf);
     wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < KS; ++ks) {
-      const uint32_t off = (ks % 4) * 32;
-      const uint64_t da = sw128_desc(q_addr + (ks / 4) * (kBlockM * 128) + off, 0, 1024);
-      const uint64_t db = sw128_desc(k_addr + (ks / 4) * (kBlockN * 128) + off, 0, 1024);
-      wgmma_ss_n64(sf, da, db, ks > 0, static_cast<T*>(nullptr));
-    }
-    wgmma_commit();
-    wgmma_wait_all();
+    qk_chain<T, HD>(sf, d);
+    wgmma_wait<0>();
     pin_registers32(sf);
-
     online_softmax<NT, DT>(s, o, n0, lim_min, lim_a, lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
-
-    // O += P V: 16 keys per step (2048 bytes of V rows); V's 64-column regions are kBlockN * 128
-    // bytes apart (the leading byte offset of an MN-major operand).
-    // P is packed for all steps first, so no register the MMAs read changes between them.
-    uint32_t pa[kBlockN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      pa[kk][0] = MmaType<T>::pack(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = MmaType<T>::pack(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = MmaType<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = MmaType<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-    float* of = &o[0][0];
-    if constexpr (HD == 64) pin_registers32(of); else pin_registers64(of);
+    uint32_t pa[NT / 2][4];
+    pack_p<T, NT>(s, pa);  // all steps first: no register the MMAs read changes between them
+    pin_o<HD>(of);
     wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const uint64_t dv = sw128_desc(v_addr + kk * 2048, kBlockN * 128, 1024);
-      if constexpr (HD == 64) wgmma_rs_n64(of, pa[kk], dv, static_cast<T*>(nullptr));
-      else wgmma_rs_n128(of, pa[kk], dv, static_cast<T*>(nullptr));
-    }
-    wgmma_commit();
-    wgmma_wait_all();
-    if constexpr (HD == 64) pin_registers32(of); else pin_registers64(of);
+    pv_chain<T, HD>(of, pa, d);
+    wgmma_wait<0>();
+    pin_o<HD>(of);
     __syncthreads();  // the next iteration's prefetch overwrites this stage
   }
   cp_async_wait<0>();
@@ -507,11 +571,14 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
 #endif
 }
 
+// Which kernel a call runs: the sm_80 one (mma.sync) or the Hopper one.
+enum class Kernel { mma, wgmma };
+
 template <typename T, int HD, bool CAUSAL>
-void launch(const Args& a, int batch, bool sm90, cudaStream_t stream) {
+void launch(const Args& a, int batch, Kernel which, cudaStream_t stream) {
   size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
   auto kernel = flash_fwd<T, HD, CAUSAL>;
-  if (sm90) {
+  if (which != Kernel::mma) {
     kernel = flash_fwd_sm90<T, HD, CAUSAL>;
     smem += 1024;  // room to align the tiles to 1024 bytes
   }
@@ -526,28 +593,30 @@ void launch(const Args& a, int batch, bool sm90, cudaStream_t stream) {
 }
 
 template <typename T>
-void dispatch_hd(const Args& a, int hd, bool causal, int batch, bool sm90, cudaStream_t stream) {
+void dispatch_hd(const Args& a, int hd, bool causal, int batch, Kernel which, cudaStream_t stream) {
   if (hd == 64) {
-    causal ? launch<T, 64, true>(a, batch, sm90, stream) : launch<T, 64, false>(a, batch, sm90, stream);
+    causal ? launch<T, 64, true>(a, batch, which, stream) : launch<T, 64, false>(a, batch, which, stream);
   } else {
-    causal ? launch<T, 128, true>(a, batch, sm90, stream) : launch<T, 128, false>(a, batch, sm90, stream);
+    causal ? launch<T, 128, true>(a, batch, which, stream) : launch<T, 128, false>(a, batch, which, stream);
   }
 }
 
-// The wgmma kernel runs when it was compiled (sm_90a among the build's architectures), the
-// current device is compute capability 9.0, and SONICORE_CUDA_ATTENTION=wgmma asks for it.
-bool use_sm90_kernel() {
+// The Hopper kernel runs when it was compiled (sm_90a among the build's architectures), the
+// current device is compute capability 9.0, and SONICORE_CUDA_ATTENTION=wgmma asks for it;
+// anything else runs the mma.sync kernel.
+Kernel pick_kernel() {
 #if defined(SONICORE_CUDA_SM90A)
   const char* pick = std::getenv("SONICORE_CUDA_ATTENTION");
-  if (pick == nullptr || std::string(pick) != "wgmma") return false;
+  if (pick == nullptr) return Kernel::mma;
+  if (std::string(pick) != "wgmma") return Kernel::mma;
   int dev = 0, major = 0, minor = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  if (cudaGetDevice(&dev) != cudaSuccess) return Kernel::mma;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
-    return false;
-  return major == 9 && minor == 0;
+    return Kernel::mma;
+  return major == 9 && minor == 0 ? Kernel::wgmma : Kernel::mma;
 #else
-  return false;
+  return Kernel::mma;
 #endif
 }
 
@@ -593,11 +662,11 @@ void attention_forward_cuda(const AttentionParams& p, void* stream) {
   a.Nk = static_cast<int>(p.kv_len);
   a.qk_scale = p.scale * kLog2e;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  const bool sm90 = use_sm90_kernel();
+  const Kernel which = pick_kernel();
   if (p.dtype == DType::f16)
-    dispatch_hd<__half>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), sm90, s);
+    dispatch_hd<__half>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), which, s);
   else
-    dispatch_hd<__nv_bfloat16>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), sm90, s);
+    dispatch_hd<__nv_bfloat16>(a, static_cast<int>(p.head_dim), p.causal, static_cast<int>(p.batch), which, s);
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess)
     throw std::runtime_error(std::string("attention: cuda backend: launch failed: ") + cudaGetErrorString(err));
