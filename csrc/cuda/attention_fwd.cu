@@ -110,22 +110,6 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t ld, int
   }
 }
 
-// Key block j's K / V stage is in shared memory when this returns; block j + 1's copies into the
-// other stage are in flight (both stages of kBlockN x HD values at sk / sv).
-template <typename T, int HD, bool SW128>
-__device__ __forceinline__ void next_stage(T* sk, T* sv, const T* kg, const T* vg, const int64_t* ks,
-                                           const int64_t* vs, int j, int nblocks, int kend, int tid) {
-  if (j + 1 < nblocks) {
-    const int n1 = (j + 1) * kBlockN, st = (j + 1) & 1;
-    load_tile<T, HD, kBlockN, SW128>(sk + st * kBlockN * HD, kg + int64_t(n1) * ks[2], ks[2], min(kBlockN, kend - n1), tid);
-    load_tile<T, HD, kBlockN, SW128>(sv + st * kBlockN * HD, vg + int64_t(n1) * vs[2], vs[2], min(kBlockN, kend - n1), tid);
-    cp_async_commit();
-    cp_async_wait<1>();
-  } else {
-    cp_async_wait<0>();
-  }
-}
-
 __device__ __forceinline__ int key_limit(bool causal, int row, int ql, int kl) {
   return causal ? min(kl, max(0, row + (kl - ql) + 1)) : kl;
 }
@@ -221,11 +205,15 @@ template <typename T>
 struct Tile {
   int bh, b, h, m0, ql, kl, vrows, kend, lim_min, nblocks, row_a, row_b, lim_a, lim_b;
   const T *qg, *kg, *vg;
+  T *sq, *sk, *sv;  // shared tiles: Q (kBlockM x HD), then K and V (2 stages of kBlockN x HD each)
 };
 
-template <typename T, bool CAUSAL>
-__device__ __forceinline__ Tile<T> tile_setup(const Args& a, int warp, int lane) {
+template <typename T, int HD, bool CAUSAL>
+__device__ __forceinline__ Tile<T> tile_setup(const Args& a, unsigned char* smem, int warp, int lane) {
   Tile<T> t;
+  t.sq = reinterpret_cast<T*>(smem);
+  t.sk = t.sq + kBlockM * HD;
+  t.sv = t.sk + 2 * kBlockN * HD;
   t.bh = blockIdx.y;
   t.b = t.bh / a.Hq;
   t.h = t.bh % a.Hq;
@@ -247,22 +235,51 @@ __device__ __forceinline__ Tile<T> tile_setup(const Args& a, int warp, int lane)
   return t;
 }
 
+// Q and the first key block's K / V into shared memory (one copy group).
+template <typename T, int HD, bool SW128>
+__device__ __forceinline__ void load_first(const Tile<T>& t, const Args& a, int tid) {
+  load_tile<T, HD, kBlockM, SW128>(t.sq, t.qg, a.qs[2], t.vrows, tid);
+  if (t.nblocks > 0) {
+    load_tile<T, HD, kBlockN, SW128>(t.sk, t.kg, a.ks[2], min(kBlockN, t.kend), tid);
+    load_tile<T, HD, kBlockN, SW128>(t.sv, t.vg, a.vs[2], min(kBlockN, t.kend), tid);
+  }
+  cp_async_commit();
+}
+
+// Key block j's K / V stage is in shared memory when this returns; block j + 1's copies into the
+// other stage are in flight.
+template <typename T, int HD, bool SW128>
+__device__ __forceinline__ void next_stage(const Tile<T>& t, const Args& a, int j, int tid) {
+  if (j + 1 < t.nblocks) {
+    const int n1 = (j + 1) * kBlockN, st = (j + 1) & 1;
+    load_tile<T, HD, kBlockN, SW128>(t.sk + st * kBlockN * HD, t.kg + int64_t(n1) * a.ks[2], a.ks[2],
+                                     min(kBlockN, t.kend - n1), tid);
+    load_tile<T, HD, kBlockN, SW128>(t.sv + st * kBlockN * HD, t.vg + int64_t(n1) * a.vs[2], a.vs[2],
+                                     min(kBlockN, t.kend - n1), tid);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+}
+
 // The end of a CTA's work: the quad's partial row sums are reduced, O / l is written in T and
 // the log-sum-exp in float32. l == 0 (no visible key, or a row past q_len): zeros and lse -inf.
 // The zeros are written explicitly (not o * 0) so a NaN value in a key the row cannot see never
 // leaks in; NaN l (NaN in what the row does see) gives NaN.
 template <typename T, int DT>
-__device__ __forceinline__ void finish_rows(const Args& a, float (&o)[DT][4], float m_a, float m_b, float l_a,
-                                            float l_b, int row_a, int row_b, int ql, int b, int h, int bh, int lane) {
+__device__ __forceinline__ void finish_rows(const Args& a, const Tile<T>& t, float (&o)[DT][4], float m_a, float m_b,
+                                            float l_a, float l_b, int lane) {
+  const int row_a = t.row_a, row_b = t.row_b;
 #pragma unroll
   for (int off = 1; off < 4; off <<= 1) {
     l_a += __shfl_xor_sync(0xffffffffu, l_a, off);
     l_b += __shfl_xor_sync(0xffffffffu, l_b, off);
   }
-  if (row_a >= ql) l_a = 0.f;
-  if (row_b >= ql) l_b = 0.f;
+  if (row_a >= t.ql) l_a = 0.f;
+  if (row_b >= t.ql) l_b = 0.f;
   const float inv_a = 1.f / l_a, inv_b = 1.f / l_b;
-  T* og = static_cast<T*>(a.out) + b * a.os[0] + h * a.os[1];
+  T* og = static_cast<T*>(a.out) + t.b * a.os[0] + t.h * a.os[1];
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) {
     const int col = dt * 8 + (lane % 4) * 2;
@@ -274,7 +291,7 @@ __device__ __forceinline__ void finish_rows(const Args& a, float (&o)[DT][4], fl
           l_b == 0.f ? 0u : MmaType<T>::pack(o[dt][2] * inv_b, o[dt][3] * inv_b);
   }
   if (a.lse && lane % 4 == 0) {
-    float* lg = a.lse + int64_t(bh) * a.Nq;
+    float* lg = a.lse + int64_t(t.bh) * a.Nq;
     if (row_a < a.Nq) lg[row_a] = l_a == 0.f ? -INFINITY : (m_a + log2f(l_a)) * 0.69314718055994531f;
     if (row_b < a.Nq) lg[row_b] = l_b == 0.f ? -INFINITY : (m_b + log2f(l_b)) * 0.69314718055994531f;
   }
@@ -283,15 +300,8 @@ __device__ __forceinline__ void finish_rows(const Args& a, float (&o)[DT][4], fl
 template <typename T, int HD, bool CAUSAL>
 __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
   extern __shared__ __align__(128) unsigned char smem_raw[];
-  T* sq = reinterpret_cast<T*>(smem_raw);
-  T* sk = sq + kBlockM * HD;       // 2 stages
-  T* sv = sk + 2 * kBlockN * HD;   // 2 stages
-
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const Tile<T> t = tile_setup<T, CAUSAL>(a, warp, lane);
-  const int bh = t.bh, b = t.b, h = t.h, ql = t.ql, vrows = t.vrows, kend = t.kend, lim_min = t.lim_min;
-  const int nblocks = t.nblocks, row_a = t.row_a, row_b = t.row_b, lim_a = t.lim_a, lim_b = t.lim_b;
-  const T *qg = t.qg, *kg = t.kg, *vg = t.vg;
+  const Tile<T> t = tile_setup<T, HD, CAUSAL>(a, smem_raw, warp, lane);
 
   constexpr int KS = HD / 16;  // k-steps over the head dim
   constexpr int NT = kBlockN / 8;
@@ -302,26 +312,21 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
   uint32_t qf[KS][4];
 
-  load_tile<T, HD, kBlockM>(sq, qg, a.qs[2], vrows, tid);
-  if (nblocks > 0) {
-    load_tile<T, HD, kBlockN>(sk, kg, a.ks[2], min(kBlockN, kend), tid);
-    load_tile<T, HD, kBlockN>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
-  }
-  cp_async_commit();
+  load_first<T, HD, false>(t, a, tid);
 
-  for (int j = 0; j < nblocks; ++j) {
+  for (int j = 0; j < t.nblocks; ++j) {
     const int n0 = j * kBlockN;
-    next_stage<T, HD, false>(sk, sv, kg, vg, a.ks, a.vs, j, nblocks, kend, tid);
+    next_stage<T, HD, false>(t, a, j, tid);
     __syncthreads();
     if (j == 0) {
 #pragma unroll
       for (int ks = 0; ks < KS; ++ks) {
         const int r = warp * 16 + (lane % 16), c = ks * 2 + lane / 16;
-        ldmatrix_x4(qf[ks], sq + swz<HD>(r, c));
+        ldmatrix_x4(qf[ks], t.sq + swz<HD>(r, c));
       }
     }
-    const T* kt = sk + (j & 1) * kBlockN * HD;
-    const T* vt = sv + (j & 1) * kBlockN * HD;
+    const T* kt = t.sk + (j & 1) * kBlockN * HD;
+    const T* vt = t.sv + (j & 1) * kBlockN * HD;
 
     // S = Q K^T for this warp's 16 rows x 64 keys.
     float s[NT][4];
@@ -340,7 +345,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
       }
     }
 
-    online_softmax<NT, DT>(s, o, n0, lim_min, lim_a, lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
+    online_softmax<NT, DT>(s, o, n0, t.lim_min, t.lim_a, t.lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
 
     // O += P V: the S fragments of two adjacent 8-key tiles form one m16k16 A fragment.
 #pragma unroll
@@ -364,7 +369,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
   }
   cp_async_wait<0>();  // nothing may stay in flight when the CTA exits (no key block case)
 
-  finish_rows<T, DT>(a, o, m_a, m_b, l_a, l_b, row_a, row_b, ql, b, h, bh, lane);
+  finish_rows<T, DT>(a, t, o, m_a, m_b, l_a, l_b, lane);
 }
 
 // ---------------------------------------------------------------- Hopper (sm_90a): wgmma
@@ -514,15 +519,8 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
   // The swizzle pattern repeats every 1024 bytes and the descriptors assume regions aligned to
   // it: the launch reserves 1 KiB extra and the tiles start at the first 1024-byte boundary.
   unsigned char* base = smem_sm90 + ((1024u - (smem_addr(smem_sm90) & 1023u)) & 1023u);
-  T* sq = reinterpret_cast<T*>(base);
-  T* sk = sq + kBlockM * HD;       // 2 stages
-  T* sv = sk + 2 * kBlockN * HD;   // 2 stages
-
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const Tile<T> t = tile_setup<T, CAUSAL>(a, warp, lane);
-  const int bh = t.bh, b = t.b, h = t.h, ql = t.ql, vrows = t.vrows, kend = t.kend, lim_min = t.lim_min;
-  const int nblocks = t.nblocks, row_a = t.row_a, row_b = t.row_b, lim_a = t.lim_a, lim_b = t.lim_b;
-  const T *qg = t.qg, *kg = t.kg, *vg = t.vg;
+  const Tile<T> t = tile_setup<T, HD, CAUSAL>(a, base, warp, lane);
 
   constexpr int NT = kBlockN / 8;
   constexpr int DT = HD / 8;
@@ -532,29 +530,24 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
   for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
   float* of = &o[0][0];
-  const uint32_t q_addr = smem_addr(sq);
+  const uint32_t q_addr = smem_addr(t.sq);
 
-  load_tile<T, HD, kBlockM, true>(sq, qg, a.qs[2], vrows, tid);
-  if (nblocks > 0) {
-    load_tile<T, HD, kBlockN, true>(sk, kg, a.ks[2], min(kBlockN, kend), tid);
-    load_tile<T, HD, kBlockN, true>(sv, vg, a.vs[2], min(kBlockN, kend), tid);
-  }
-  cp_async_commit();
-  for (int j = 0; j < nblocks; ++j) {
+  load_first<T, HD, true>(t, a, tid);
+  for (int j = 0; j < t.nblocks; ++j) {
     const int n0 = j * kBlockN;
-    next_stage<T, HD, true>(sk, sv, kg, vg, a.ks, a.vs, j, nblocks, kend, tid);
+    next_stage<T, HD, true>(t, a, j, tid);
     fence_async_shared();
     __syncthreads();
     float s[NT][4];
     float* sf = &s[0][0];
     BlockDesc<HD> d;
-    make_desc<HD>(d, q_addr, smem_addr(sk + (j & 1) * kStage), smem_addr(sv + (j & 1) * kStage));
+    make_desc<HD>(d, q_addr, smem_addr(t.sk + (j & 1) * kStage), smem_addr(t.sv + (j & 1) * kStage));
     pin_registers32(sf);
     wgmma_fence();
     qk_chain<T, HD>(sf, d);
     wgmma_wait<0>();
     pin_registers32(sf);
-    online_softmax<NT, DT>(s, o, n0, lim_min, lim_a, lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
+    online_softmax<NT, DT>(s, o, n0, t.lim_min, t.lim_a, t.lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
     uint32_t pa[NT / 2][4];
     pack_p<T, NT>(s, pa);  // all steps first: no register the MMAs read changes between them
     pin_o<HD>(of);
@@ -565,7 +558,7 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
     __syncthreads();  // the next iteration's prefetch overwrites this stage
   }
   cp_async_wait<0>();
-  finish_rows<T, DT>(a, o, m_a, m_b, l_a, l_b, row_a, row_b, ql, b, h, bh, lane);
+  finish_rows<T, DT>(a, t, o, m_a, m_b, l_a, l_b, lane);
 #else
   __trap();  // built for another architecture: the host never launches it there
 #endif
