@@ -233,8 +233,7 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results[backend] = f"{type(exc).__name__}: {exc}"[:120]
     # The Hopper (wgmma) CUDA kernel, opt-in until measured (docs/attention.md).
     from sonicore import _backend
-    if ("wgmma" in getattr(_backend.C, "attention_cuda_kernels", lambda: "")().split(",")
-            and torch.cuda.get_device_capability() == (9, 0)):
+    if _backend.wgmma_attention_runs():
         os.environ["SONICORE_CUDA_ATTENTION"] = "wgmma"
         try:
             t = cuda_time(lambda: attention(q, k, v, causal=causal, backend="cuda"))

@@ -7,6 +7,7 @@ sonicore._backend.triton_kernels("attention") only.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
 import torch
@@ -220,7 +221,6 @@ def _attention_fwd_split(
     _tile_finish(O, LSE, acc, m_i, l_i, row_ok, b, h, bh, offs_m, offs_d, d_ok, sob, soh, son, Nq)
 
 
-
 VARIANTS = ("loop", "split", "split-tma")
 
 
@@ -259,6 +259,12 @@ def default_config(q, block_d):
     return 128, 64, 8, 3, DEFAULT_VARIANT
 
 
+@functools.lru_cache(maxsize=None)
+def _dummy(device):
+    """A 1-element int32 tensor for pointer arguments a launch does not use (one per device)."""
+    return torch.zeros(1, dtype=torch.int32, device=device)
+
+
 # Launch keys whose descriptor (TMA) kernel the PTX assembler could not build: they use the
 # pointer loads from then on (Triton 3.6's ptxas crashed on one head-dim-16 specialisation).
 _TMA_BROKEN = set()
@@ -273,8 +279,8 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     (bench/gpu/tune.py) and tests; variant is one of VARIANTS: "loop" (one masked loop),
     "split" (unmasked full blocks + masked boundary blocks), "split-tma" (that, with K / V
     through tensor descriptors). "split-tma" falls back to "split" where the layout or the
-    device rules out descriptors, and the split
-    variants fall back to "loop" for a scale <= 0 (their unmasked blocks assume max(s * c) = c max(s)).
+    device rules out descriptors (or ptxas failed on that shape before), and the split variants
+    fall back to "loop" for a scale <= 0 (their unmasked blocks assume max(s * c) = c max(s)).
     """
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
@@ -298,8 +304,7 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
         raise ValueError(f"triton backend: variant must be one of {VARIANTS}, got {variant!r}")
     if variant != "loop" and not float(scale) > 0:
         variant = "loop"
-    use_tma = variant == "split-tma" and _tma_ok(k, block_d, D) and _tma_ok(v, block_d, D)
-    dummy = torch.zeros(1, dtype=torch.int32, device=q.device)
+    dummy = _dummy(q.device)
     grid = (triton.cdiv(Nq, block_m), B * Hq)
     common = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
               v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2))
@@ -311,24 +316,26 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     if variant == "loop":
         _attention_fwd[grid](q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, float(scale) * _LOG2E, **flags)
     else:
+        def split(kd, vd, tma):
+            _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
+                                       float(scale) * _LOG2E, TMA=tma, **flags)
+
         key = (q.dtype, block_d, block_m, block_n, warps, stages, bool(causal), q_lens is None, kv_lens is None,
                Hq // Hkv, Nq == 1, Nk == 1)
-        if use_tma and key not in _TMA_BROKEN:
+        done = False
+        if (variant == "split-tma" and key not in _TMA_BROKEN and _tma_ok(k, block_d, D)
+                and _tma_ok(v, block_d, D)):
             from triton.tools.tensor_descriptor import TensorDescriptor
             rows = B * Hkv * Nk
-            kd = TensorDescriptor(k, [rows, D], [D, 1], [block_n, block_d])
-            vd = TensorDescriptor(v, [rows, D], [D, 1], [block_n, block_d])
             try:
-                _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
-                                           float(scale) * _LOG2E, TMA=True, **flags)
+                split(TensorDescriptor(k, [rows, D], [D, 1], [block_n, block_d]),
+                      TensorDescriptor(v, [rows, D], [D, 1], [block_n, block_d]), True)
+                done = True
             except PTXASError as exc:  # a compiler crash on this specialisation: pointer loads instead
                 _TMA_BROKEN.add(key)
                 warnings.warn(f"triton attention: the PTX assembler failed on the descriptor (TMA) kernel "
                               f"({str(exc).splitlines()[0][:120]}); this call shape uses pointer loads", RuntimeWarning)
-            else:
-                use_tma = None
-        if use_tma is not None:
-            _attention_fwd_split[grid](q, k, v, o, lse, *lens, dummy, dummy, *common, Hq, Hkv, Nq, Nk, D,
-                                       float(scale) * _LOG2E, TMA=False, **flags)
+        if not done:
+            split(dummy, dummy, False)
     if not direct:
         out.copy_(o)

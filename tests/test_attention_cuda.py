@@ -15,19 +15,12 @@ needs_cuda = pytest.mark.skipif(
     reason="needs an sm_80+ CUDA GPU and sonicore built with CUDA")
 
 
-def _wgmma_runs():
-    if not (torch.cuda.is_available() and _backend.cuda_kernels_usable()[0]):
-        return False
-    kernels = getattr(_backend.C, "attention_cuda_kernels", lambda: "mma")()
-    return "wgmma" in kernels.split(",") and torch.cuda.get_device_capability() == (9, 0)
-
-
 @pytest.fixture(params=["mma", "wgmma"], autouse=True)
 def cuda_kernel(request, monkeypatch):
     """Every test runs the sm_80 kernel (mma.sync) and, on an sm_90 GPU with an sm_90a build, the
     Hopper kernel (wgmma), which SONICORE_CUDA_ATTENTION=wgmma selects."""
     if request.param == "wgmma":
-        if not _wgmma_runs():
+        if not _backend.wgmma_attention_runs():
             pytest.skip("the wgmma kernel needs an sm_90 GPU and an sm_90a build")
         monkeypatch.setenv("SONICORE_CUDA_ATTENTION", "wgmma")
     else:

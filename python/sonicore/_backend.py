@@ -40,6 +40,23 @@ def cuda_kernels_usable() -> Tuple[bool, str]:
     return True, ""
 
 
+def cuda_attention_kernels() -> Tuple[str, ...]:
+    """The CUDA attention kernels compiled in: ("mma",), or ("mma", "wgmma") with sm_90a; () without CUDA."""
+    fn = getattr(C, "attention_cuda_kernels", None)
+    return tuple(fn().split(",")) if fn is not None else ()
+
+
+def wgmma_attention_runs() -> bool:
+    """Whether SONICORE_CUDA_ATTENTION=wgmma would run the Hopper kernel here (built, compute capability 9.0)."""
+    return ("wgmma" in cuda_attention_kernels() and cuda_kernels_usable()[0]
+            and torch_cuda_available() and _torch_cuda_capability() == (9, 0))
+
+
+def _torch_cuda_capability():
+    import torch
+    return torch.cuda.get_device_capability()
+
+
 @functools.lru_cache(maxsize=None)
 def triton_usable() -> Tuple[bool, str]:
     """(usable, reason) for the Triton kernels: a GPU, or the interpreter (TRITON_INTERPRET=1)."""
@@ -57,6 +74,7 @@ def triton_usable() -> Tuple[bool, str]:
 # on GPUs, whatever the installed Triton's default (3.10 turns it off). The CPU interpreter
 # ignores them.
 TRITON_OPTIONS = {"enable_fp_fusion": True}
+
 
 
 def triton_kernels(name: str):

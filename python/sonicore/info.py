@@ -30,7 +30,7 @@ def collect() -> dict:
         info["cuda_devices"] = [C.cuda_device_name(i) for i in range(n)]
         info["cuda_usable"] = n > 0
         info["cuda_status"] = C.cuda_status()
-        info["cuda_attention_kernels"] = getattr(C, "attention_cuda_kernels", lambda: "mma")().split(",")
+        info["cuda_attention_kernels"] = list(_backend.cuda_attention_kernels())
     else:
         info["cuda_usable"] = False
     info["triton_installed"] = importlib.util.find_spec("triton") is not None

@@ -83,14 +83,15 @@ def _frame(x2: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, pad: in
                           hop, pad, _PAD_CODE[pad_mode], _device_index(x2), _stream(x2))
     else:
         k = _triton()
+        frame_pow2 = max(16, 1 << (n_fft - 1).bit_length())
         if FRAME_TILES:
             block, rows_per, warps = FRAME_TILES
-            block = min(block, max(16, 1 << (n_fft - 1).bit_length()))
+            block = min(block, frame_pow2)
         else:
             # About 8192 samples per program, 16 per thread: at n_fft 4096 two whole frames on 16
             # warps, the fastest of eight tilings swept on an H100 (bench/gpu/tune.py): 1.44x
             # torch.stft against 1.18x for 1024-sample, one-frame programs.
-            block = min(4096, max(16, 1 << (n_fft - 1).bit_length()))
+            block = min(4096, frame_pow2)
             rows_per = max(1, min(8, 8192 // block))
             warps = max(4, min(16, block * rows_per // 512))
         grid = ((batch * n_frames + rows_per - 1) // rows_per, (n_fft + block - 1) // block)
