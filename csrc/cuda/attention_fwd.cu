@@ -116,13 +116,12 @@ __device__ __forceinline__ int key_limit(bool causal, int row, int ql, int kl) {
 
 // The online-softmax step on one key block's S fragments (rows row_a / row_b of this thread,
 // keys n0 + nt * 8 + 2 * (lane % 4) + e): scale, mask (only where some key of the block is hidden
-// from some row), new running max, P = exp2(S - m) in place, l rescaled and updated; al_a / al_b
-// receive the factors O must be rescaled by (rescale_rows). The fragment layout is the same for
-// mma.sync m16n8 tiles and for a warp's rows of a wgmma m64 accumulator.
-template <int NT>
-__device__ __forceinline__ void softmax_step(float (&s)[NT][4], int n0, int lim_min, int lim_a, int lim_b,
-                                             float qk_scale, float& m_a, float& m_b, float& l_a, float& l_b,
-                                             int lane, float& al_a, float& al_b) {
+// from some row), new running max, P = exp2(S - m) in place, l and O rescaled. The fragment
+// layout is the same for mma.sync m16n8 tiles and for a warp's rows of a wgmma m64 accumulator.
+template <int NT, int DT>
+__device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT][4], int n0, int lim_min, int lim_a,
+                                               int lim_b, float qk_scale, float& m_a, float& m_b, float& l_a,
+                                               float& l_b, int lane) {
   const bool masked = n0 + NT * 8 > lim_min;
   float mx_a = -INFINITY, mx_b = -INFINITY;
 #pragma unroll
@@ -149,8 +148,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], int n0, int lim_
   const float mn_a = fmaxf(m_a, mx_a), mn_b = fmaxf(m_b, mx_b);
   // A row that has seen no key keeps m = -inf; exp2 against 0 then gives exact zeros.
   const float mu_a = mn_a == -INFINITY ? 0.f : mn_a, mu_b = mn_b == -INFINITY ? 0.f : mn_b;
-  al_a = exp2f(m_a - mu_a);
-  al_b = exp2f(m_b - mu_b);
+  const float al_a = exp2f(m_a - mu_a), al_b = exp2f(m_b - mu_b);
   m_a = mn_a;
   m_b = mn_b;
   float sum_a = 0.f, sum_b = 0.f;
@@ -165,10 +163,6 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], int n0, int lim_
   }
   l_a = l_a * al_a + sum_a;  // per-thread partial sums; the quad is reduced once at the end
   l_b = l_b * al_b + sum_b;
-}
-
-template <int DT>
-__device__ __forceinline__ void rescale_rows(float (&o)[DT][4], float al_a, float al_b) {
 #pragma unroll
   for (int dt = 0; dt < DT; ++dt) {
     o[dt][0] *= al_a;
@@ -176,16 +170,6 @@ __device__ __forceinline__ void rescale_rows(float (&o)[DT][4], float al_a, floa
     o[dt][2] *= al_b;
     o[dt][3] *= al_b;
   }
-}
-
-// softmax_step, then O rescaled at once (the kernels without an MMA in flight on O).
-template <int NT, int DT>
-__device__ __forceinline__ void online_softmax(float (&s)[NT][4], float (&o)[DT][4], int n0, int lim_min, int lim_a,
-                                               int lim_b, float qk_scale, float& m_a, float& m_b, float& l_a,
-                                               float& l_b, int lane) {
-  float al_a, al_b;
-  softmax_step<NT>(s, n0, lim_min, lim_a, lim_b, qk_scale, m_a, m_b, l_a, l_b, lane, al_a, al_b);
-  rescale_rows<DT>(o, al_a, al_b);
 }
 
 struct Args {
