@@ -242,12 +242,16 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results["cuda_wgmma"] = f"{type(exc).__name__}: {exc}"[:120]
         finally:
             del os.environ["SONICORE_CUDA_ATTENTION"]
-    # The Triton kernel's other variants at the default tiles (bench/gpu/tune.py sweeps their tiles).
+    # The Triton kernel's other variants at their default tiles (bench/gpu/tune.py sweeps tiles);
+    # "ws" (warp specialisation) only where it runs (Hopper), not its split-tma fallback.
     tri = _backend.triton_kernels("attention")
     out = torch.empty_like(q)
     lse = torch.empty(B, H, n, device="cuda", dtype=torch.float32)
-    for variant in ("split", "split-tma"):
-        cfg = tri.default_config(q, hd)[:4] + (variant,)
+    for variant in ("split", "split-tma", "ws"):
+        cfg = tri.default_config(q, hd, variant)
+        if variant == "ws" and not tri._ws_ok(q, k, v):
+            results["triton_ws"] = "not Hopper"
+            continue
         try:
             t = cuda_time(lambda: tri.forward(q, k, v, out, lse, hd ** -0.5, causal, None, None, config=cfg))
             results[f"triton_{variant.replace('-', '_')}"] = fl / t / 1e12

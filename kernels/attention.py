@@ -8,6 +8,7 @@ sonicore._backend.triton_kernels("attention") only.
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 
 import torch
@@ -221,7 +222,66 @@ def _attention_fwd_split(
     _tile_finish(O, LSE, acc, m_i, l_i, row_ok, b, h, bh, offs_m, offs_d, d_ok, sob, soh, son, Nq)
 
 
-VARIANTS = ("loop", "split", "split-tma")
+@triton.jit
+def _attention_fwd_ws(
+    Q, K, V, O, LSE, QLENS, KVLENS,
+    sqb, sqh, sqn, skb, skh, skn, svb, svh, svn, sob, soh, son,
+    Hq, Nq, Nk, D, qk_scale,
+    GROUP: tl.constexpr, CAUSAL: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    EVEN: tl.constexpr, WS: tl.constexpr,
+):
+    """Same contract as _attention_fwd, for Hopper's warp specialisation: Q, K and V come through
+    tensor descriptors built here, one per head, whose shapes are the valid rows (q_len, kv_len)
+    and D columns, so the copy engine zero-fills whatever lies past them: padding is never read
+    and nothing of another head is. One key loop, which Triton (WS) splits into a producer
+    warpgroup issuing the copies and consumer warpgroups of 64 query rows each (BLOCK_M = 128:
+    two). The loop stays whole (the warp-specialisation pass fails on split loops); every block
+    is masked unless the call is EVEN (not causal, no kv_lens, Nk a multiple of BLOCK_N)."""
+    pid_m = tl.program_id(0)
+    if CAUSAL:
+        pid_m = tl.num_programs(0) - 1 - pid_m
+    bh = tl.program_id(1)
+    b = bh // Hq
+    h = bh % Hq
+    hk = h // GROUP
+    ql = Nq
+    kl = Nk
+    if HAS_QLENS:
+        ql = tl.load(QLENS + b)
+    if HAS_KVLENS:
+        kl = tl.load(KVLENS + b)
+    # A descriptor needs every extent >= 1; a batch entry with no rows reads row 0 and discards it.
+    dq = tl.make_tensor_descriptor(Q + b * sqb + h * sqh, shape=[tl.maximum(ql, 1), D], strides=[sqn, 1],
+                                   block_shape=[BLOCK_M, BLOCK_D])
+    dk = tl.make_tensor_descriptor(K + b * skb + hk * skh, shape=[tl.maximum(kl, 1), D], strides=[skn, 1],
+                                   block_shape=[BLOCK_N, BLOCK_D])
+    dv = tl.make_tensor_descriptor(V + b * svb + hk * svh, shape=[tl.maximum(kl, 1), D], strides=[svn, 1],
+                                   block_shape=[BLOCK_N, BLOCK_D])
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    row_ok = offs_m < ql
+    row_lim = tl.where(row_ok, kl, 0)
+    kend = kl
+    if CAUSAL:
+        row_lim = tl.where(row_ok, tl.minimum(kl, tl.maximum(offs_m + (kl - ql) + 1, 0)), 0)
+        last = tl.minimum(pid_m * BLOCK_M + BLOCK_M, ql) - 1
+        kend = tl.minimum(kl, tl.maximum(last + (kl - ql) + 1, 0))
+    kend = tl.where(pid_m * BLOCK_M >= ql, 0, kend)
+    q = dq.load([pid_m * BLOCK_M, 0])
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    for start in tl.range(0, kend, BLOCK_N, warp_specialize=WS):
+        k = dk.load([start, 0])
+        v = dv.load([start, 0])
+        acc, m_i, l_i = _update(_scores(q, k, IEEE), v, acc, m_i, l_i, qk_scale, start + offs_n, row_lim,
+                                not EVEN, IEEE)
+    _tile_finish(O, LSE, acc, m_i, l_i, row_ok, b, h, bh, offs_m, offs_d, offs_d < D, sob, soh, son, Nq)
+
+
+VARIANTS = ("loop", "split", "split-tma", "ws")
 
 
 def _rows_layout(t, block_d, D):
@@ -239,24 +299,78 @@ def _tma_ok(t, block_d, D):
             and _rows_layout(t, block_d, D))
 
 
-# The variant default_config() picks (tests switch it); head dim 256 keeps "loop".
+def _desc_rows_ok(t):
+    """Whether a tensor descriptor can address t's (B, H, N, D) rows per head: contiguous last
+    axis, 16-byte aligned base and strides (dimensions of extent 1 aside)."""
+    es = t.element_size()
+    return (t.stride(3) == 1 and t.data_ptr() % 16 == 0
+            and all((st * es) % 16 == 0 for st, n in zip(t.stride()[:3], t.shape[:3]) if n > 1))
+
+
+def _ws_ok(q, k, v):
+    """The warp-specialised kernel: Hopper (compute capability 9.x), half precision, and
+    descriptor-addressable q, k and v."""
+    return (q.is_cuda and torch.cuda.get_device_capability(q.device)[0] == 9
+            and q.dtype in (torch.float16, torch.bfloat16) and all(_desc_rows_ok(t) for t in (q, k, v)))
+
+
+def _scratch_allocator(device):
+    """Global scratch for the descriptors the "ws" kernel builds on the device (Triton asks for it
+    at launch), as torch memory on `device`."""
+    def alloc(size, alignment, stream):
+        return torch.empty(size, dtype=torch.int8, device=device)
+    return alloc
+
+
+def _with_allocator(device, launch):
+    """Runs launch() with sonicore's scratch allocator set for this context only: Triton reads
+    its allocator from a context variable at launch, and a caller's own allocator is restored
+    afterwards (triton.set_allocator would replace it for the whole program)."""
+    from triton.runtime import _allocation
+    token = _allocation._allocator.set(_scratch_allocator(device))
+    try:
+        launch()
+    finally:
+        _allocation._allocator.reset(token)
+
+
+# The variant default_config() picks (tests switch it); head dim 256 keeps "loop". The
+# environment variable SONICORE_TRITON_ATTENTION (one of VARIANTS) overrides it per process.
 DEFAULT_VARIANT = "split-tma"
+VARIANT_ENV = "SONICORE_TRITON_ATTENTION"
 
 
-def default_config(q, block_d):
-    """(BLOCK_M, BLOCK_N, warps, stages, variant) for this call (see forward)."""
+def default_variant():
+    """DEFAULT_VARIANT, or the variant SONICORE_TRITON_ATTENTION names."""
+    v = os.environ.get(VARIANT_ENV, "").strip()
+    if not v:
+        return DEFAULT_VARIANT
+    if v not in VARIANTS:
+        raise ValueError(f"{VARIANT_ENV}={v!r}: expected one of {', '.join(VARIANTS)}")
+    return v
+
+
+def default_config(q, block_d, variant=None):
+    """(BLOCK_M, BLOCK_N, warps, stages, variant) for this call (see forward); variant None: the
+    default one."""
+    variant = variant or default_variant()
     if not q.is_cuda:  # interpreter: small tiles keep it quick (still >= 16, which a GPU accepts)
-        return 16, 16, 4, 1, DEFAULT_VARIANT
+        return 16, 16, 4, 1, variant
     if block_d > 128:  # head dim 256: half-size tiles fit the registers (not swept on a GPU yet)
         return 64, 32, 8, 2, "loop"
     if q.dtype == torch.float32:  # exact fp32 dots need twice the registers per tile
-        return 64, 64, 4, 3, DEFAULT_VARIANT
+        return 64, 64, 4, 3, "split-tma" if variant == "ws" else variant
+    if variant == "ws":
+        # Warp specialisation: num_warps is per warpgroup of the split (one producer and two
+        # consumers of 64 rows for BLOCK_M = 128); 128-key blocks as FlashAttention-3 uses on
+        # Hopper. Not swept on a GPU yet (bench/gpu/tune.py lists the candidates).
+        return 128, 128, 4, 2, "ws"
     # Half precision, from a sweep on an H100 (bench/gpu/tune.py; bench/RESULTS.md, 2026-11-26):
     # head dim <= 64: 64 x 64 tiles, 4 warps, descriptors: 0.92-0.94 of SDPA (cuDNN) at N 4k / 16k;
     # head dim 128: 128 x 64 tiles on two warpgroups, descriptors: 524-550 TFLOP/s.
     if block_d <= 64:
-        return 64, 64, 4, 3, DEFAULT_VARIANT
-    return 128, 64, 8, 3, DEFAULT_VARIANT
+        return 64, 64, 4, 3, variant
+    return 128, 64, 8, 3, variant
 
 
 @functools.lru_cache(maxsize=None)
@@ -268,6 +382,8 @@ def _dummy(device):
 # Launch keys whose descriptor (TMA) kernel the PTX assembler could not build: they use the
 # pointer loads from then on (Triton 3.6's ptxas crashed on one head-dim-16 specialisation).
 _TMA_BROKEN = set()
+# Launch keys whose warp-specialised kernel this Triton could not compile: "split-tma" from then on.
+_WS_BROKEN = set()
 
 
 def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
@@ -278,9 +394,12 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     config: None (the defaults) or (BLOCK_M, BLOCK_N, warps, stages[, variant]) for tile sweeps
     (bench/gpu/tune.py) and tests; variant is one of VARIANTS: "loop" (one masked loop),
     "split" (unmasked full blocks + masked boundary blocks), "split-tma" (that, with K / V
-    through tensor descriptors). "split-tma" falls back to "split" where the layout or the
-    device rules out descriptors (or ptxas failed on that shape before), and the split variants
-    fall back to "loop" for a scale <= 0 (their unmasked blocks assume max(s * c) = c max(s)).
+    through tensor descriptors), "ws" (Hopper warp specialisation, _attention_fwd_ws). "ws"
+    falls back to "split-tma" off Hopper, in float32, where a descriptor cannot address the
+    tensors or where this Triton could not build it; "split-tma" falls back to "split" where the
+    layout or the device rules out descriptors (or ptxas failed on that shape before), and every
+    variant but "loop" falls back to "loop" for a scale <= 0 (their unmasked blocks assume
+    max(s * c) = c max(s)).
     """
     B, Hq, Nq, D = q.shape
     Hkv, Nk = k.shape[1], k.shape[2]
@@ -298,38 +417,61 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
     o = out if direct else torch.empty(out.shape, dtype=out.dtype, device=out.device)
     block_d = max(16, triton.next_power_of_2(D))
     cfg = tuple(config) if config is not None else default_config(q, block_d)
-    block_m, block_n, warps, stages = cfg[:4]
     variant = cfg[4] if len(cfg) > 4 else "loop"
     if variant not in VARIANTS:
         raise ValueError(f"triton backend: variant must be one of {VARIANTS}, got {variant!r}")
     if variant != "loop" and not float(scale) > 0:
         variant = "loop"
     dummy = _dummy(q.device)
-    grid = (triton.cdiv(Nq, block_m), B * Hq)
     common = (q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2),
               v.stride(0), v.stride(1), v.stride(2), o.stride(0), o.stride(1), o.stride(2))
     lens = (q_lens if q_lens is not None else dummy, kv_lens if kv_lens is not None else dummy)
-    flags = dict(GROUP=Hq // Hkv, CAUSAL=bool(causal), HAS_QLENS=q_lens is not None,
-                 HAS_KVLENS=kv_lens is not None, IEEE=q.dtype == torch.float32,
-                 BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=block_d,
-                 num_warps=warps, num_stages=stages, **TRITON_OPTIONS)
+    qk_scale = float(scale) * _LOG2E
+
+    def launch_args(c):
+        """Grid, kernel flags and compile-failure key for tiles c = (BLOCK_M, BLOCK_N, warps, stages)."""
+        flags = dict(GROUP=Hq // Hkv, CAUSAL=bool(causal), HAS_QLENS=q_lens is not None,
+                     HAS_KVLENS=kv_lens is not None, IEEE=q.dtype == torch.float32,
+                     BLOCK_M=c[0], BLOCK_N=c[1], BLOCK_D=block_d, num_warps=c[2], num_stages=c[3],
+                     **TRITON_OPTIONS)
+        key = (q.dtype, block_d, tuple(c[:4]), bool(causal), q_lens is None, kv_lens is None, Hq // Hkv,
+               Nq == 1, Nk == 1)
+        return (triton.cdiv(Nq, c[0]), B * Hq), flags, key
+
+    if variant == "ws":
+        grid, flags, key = launch_args(cfg)
+        if key not in _WS_BROKEN and _ws_ok(q, k, v):
+            even = not causal and kv_lens is None and Nk % cfg[1] == 0
+            try:
+                _with_allocator(q.device, lambda: _attention_fwd_ws[grid](
+                    q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, qk_scale, EVEN=even, WS=q.is_cuda, **flags))
+                variant = None
+            except (triton.CompilationError, PTXASError, RuntimeError) as exc:
+                _WS_BROKEN.add(key)
+                first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+                warnings.warn(f"triton attention: this Triton ({triton.__version__}) could not build the "
+                              f"warp-specialised kernel ({first}); this call shape uses the split kernel",
+                              RuntimeWarning)
+        if variant is not None:  # off Hopper, float32, a layout descriptors cannot address, or a failure
+            variant = "split-tma"
+            cfg = default_config(q, block_d, variant) if config is None else cfg[:4] + (variant,)
+    if variant is not None:
+        grid, flags, key = launch_args(cfg)
     if variant == "loop":
-        _attention_fwd[grid](q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, float(scale) * _LOG2E, **flags)
-    else:
+        _attention_fwd[grid](q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, qk_scale, **flags)
+    elif variant is not None:
         def split(kd, vd, tma):
             _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
-                                       float(scale) * _LOG2E, TMA=tma, **flags)
+                                       qk_scale, TMA=tma, **flags)
 
-        key = (q.dtype, block_d, block_m, block_n, warps, stages, bool(causal), q_lens is None, kv_lens is None,
-               Hq // Hkv, Nq == 1, Nk == 1)
         done = False
         if (variant == "split-tma" and key not in _TMA_BROKEN and _tma_ok(k, block_d, D)
                 and _tma_ok(v, block_d, D)):
             from triton.tools.tensor_descriptor import TensorDescriptor
             rows = B * Hkv * Nk
             try:
-                split(TensorDescriptor(k, [rows, D], [D, 1], [block_n, block_d]),
-                      TensorDescriptor(v, [rows, D], [D, 1], [block_n, block_d]), True)
+                split(TensorDescriptor(k, [rows, D], [D, 1], [cfg[1], block_d]),
+                      TensorDescriptor(v, [rows, D], [D, 1], [cfg[1], block_d]), True)
                 done = True
             except PTXASError as exc:  # a compiler crash on this specialisation: pointer loads instead
                 _TMA_BROKEN.add(key)

@@ -2,8 +2,9 @@
 the interpreter (TRITON_INTERPRET=1, set by conftest) at small sizes with tiles of 16.
 
 Every test runs each kernel variant (kernels/attention.py VARIANTS): the single masked loop,
-the split loop, and the split loop reading K / V through tensor descriptors (TMA on sm_90+; the
-interpreter emulates the descriptors, so the CPU run covers that code path too)."""
+the split loop, the split loop reading K / V through tensor descriptors (TMA on sm_90+; the
+interpreter emulates the descriptors, so the CPU run covers that code path too), and the
+warp-specialised loop over per-head descriptors (Hopper; in the interpreter, its plain loop)."""
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # On a GPU the plain "split" form also runs where a call rules out descriptors (head dim 40, bnhd).
-VARIANTS = ["loop", "split-tma"] if DEVICE == "cuda" else ["loop", "split", "split-tma"]
+VARIANTS = ["loop", "split-tma", "ws"] if DEVICE == "cuda" else ["loop", "split", "split-tma", "ws"]
 
 
 @pytest.fixture(params=VARIANTS, autouse=True)
@@ -25,6 +26,8 @@ def variant(request, monkeypatch):
     monkeypatch.setattr(tri, "DEFAULT_VARIANT", request.param)
     if request.param == "split-tma" and DEVICE == "cpu":
         monkeypatch.setattr(tri, "_tma_ok", tri._rows_layout)
+    if request.param == "ws" and DEVICE == "cpu":
+        monkeypatch.setattr(tri, "_ws_ok", lambda q, k, v: all(tri._desc_rows_ok(t) for t in (q, k, v)))
     return request.param
 
 
@@ -103,3 +106,53 @@ def test_triton_descriptor_compile_failure_falls_back(rng, monkeypatch):
         run_and_check(q, k, v, causal=True)
     run_and_check(q, k, v, causal=True)
     assert used == [True, False, False]
+
+
+def test_triton_ws_compile_failure_falls_back(rng, monkeypatch):
+    # A Triton whose warp-specialisation pass cannot build the kernel (older releases, or a pass
+    # failure on some shape) must still answer the call: split kernel, a warning, remembered.
+    tri = _backend.triton_kernels("attention")
+    monkeypatch.setattr(tri, "DEFAULT_VARIANT", "ws")
+    monkeypatch.setattr(tri, "_ws_ok", lambda q, k, v: True)
+    monkeypatch.setattr(tri, "_WS_BROKEN", set())
+    used = []
+
+    class Failing:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                used.append("ws")
+                raise RuntimeError("PassManager::run failed")
+            return launch
+    monkeypatch.setattr(tri, "_attention_fwd_ws", Failing())
+    q, k, v = random_qkv(rng, 1, 2, 1, 19, 23, 16, torch.float32)
+    with pytest.warns(RuntimeWarning, match="warp-specialised kernel"):
+        run_and_check(q, k, v, causal=True)
+    run_and_check(q, k, v, causal=True)
+    assert used == ["ws"]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_triton_nan_padding_head_dim_40(rng, causal):
+    # The ws kernel's descriptors end at each head's valid rows and D columns: NaN in the padding
+    # past q_lens / kv_lens (which the next head's rows follow) must not reach the result, and the
+    # columns past D (head dim 40 in 64-wide tiles) are zero-filled. Every variant must hold this.
+    B, H, N, D = 2, 3, 45, 40
+    q, k, v = random_qkv(rng, B, H, H, N, N, D, torch.float32)
+    ql = torch.tensor([45, 17], dtype=torch.int32)
+    kl = torch.tensor([30, 45], dtype=torch.int32)
+    for t, lens in ((q, ql), (k, kl), (v, kl)):
+        for b in range(B):
+            t[b, :, int(lens[b]):] = float("nan")
+    run_and_check(q, k, v, causal=causal, q_lens=ql, kv_lens=kl)
+
+
+def test_triton_variant_from_environment(monkeypatch):
+    tri = _backend.triton_kernels("attention")
+    q = torch.zeros(1, 1, 8, 64)
+    monkeypatch.setenv(tri.VARIANT_ENV, "split")
+    assert tri.default_config(q, 64)[4] == "split"
+    monkeypatch.setenv(tri.VARIANT_ENV, "flash3")
+    with pytest.raises(ValueError, match="SONICORE_TRITON_ATTENTION='flash3': expected one of loop, split"):
+        tri.default_config(q, 64)
+    monkeypatch.delenv(tri.VARIANT_ENV)
+    assert tri.default_config(q, 64)[4] == tri.DEFAULT_VARIANT

@@ -115,3 +115,40 @@ def test_attention_kernels_compile_to_wgmma_for_sm90(attention_ptx_ops, variant,
         assert ops.get("cp.async.bulk.tensor", 0) >= 2 and ops.get("cp.async.cg", 0) == 0, ops
     else:
         assert ops.get("cp.async.cg", 0) >= 8 and ops.get("cp.async.bulk.tensor", 0) == 0, ops
+
+
+def _ws_job(causal, even, block_n, lens):
+    sig = {n: "*bf16" for n in ("Q", "K", "V", "O")}
+    sig.update({"LSE": "*fp32", "QLENS": "*i32", "KVLENS": "*i32"})
+    sig.update({n: "i32" for n in "sqb sqh sqn skb skh skn svb svh svn sob soh son Hq Nq Nk D".split()})
+    sig["qk_scale"] = "fp32"
+    consts = dict(GROUP=1, CAUSAL=causal, HAS_QLENS=lens, HAS_KVLENS=lens, IEEE=False,
+                  BLOCK_M=128, BLOCK_N=block_n, BLOCK_D=128, EVEN=even, WS=True)
+    sig.update({n: "constexpr" for n in consts})
+    return dict(name=f"ws-{causal}-{even}-{block_n}-{lens}", module="attention", kernel="_attention_fwd_ws",
+                signature=sig, constexprs=consts, general=["Hq", "qk_scale"],
+                options={"num_warps": 4, "num_stages": 2},
+                pattern=r"(?:\.reqntid \d+|setmaxnreg\.(?:inc|dec)|wgmma\.mma_async|cp\.async\.bulk\.tensor"
+                        r"|cp\.async\.cg)")
+
+
+WS_JOBS = [(False, True, 64, False), (True, False, 64, False), (False, False, 128, True)]
+
+
+@pytest.fixture(scope="module")
+def ws_ptx_ops():
+    return compile_for_sm90([_ws_job(*j) for j in WS_JOBS])
+
+
+@pytest.mark.parametrize("job", WS_JOBS, ids=lambda j: "causal-{}-even-{}-n{}-lens-{}".format(*j))
+def test_ws_attention_is_warp_specialised_for_sm90(ws_ptx_ops, job):
+    # Head dim 128, 128-row tiles on num_warps=4: Triton's Hopper warp specialisation must give
+    # three warpgroups (384 threads: one producing TMA copies, two consuming 64 rows each, with
+    # their register budgets moved by setmaxnreg). A Triton that silently fell back to one
+    # warpgroup would still be correct but would not be this kernel.
+    ops = ws_ptx_ops["ws-{}-{}-{}-{}".format(*job)]
+    assert ops.get(".reqntid 384", 0) == 1, ops
+    assert ops.get("setmaxnreg.dec", 0) >= 1 and ops.get("setmaxnreg.inc", 0) >= 1, ops
+    assert ops.get("cp.async.bulk.tensor", 0) >= 3 and ops.get("cp.async.cg", 0) == 0, ops
+    # S = Q K^T is 8 k-steps per consumer, P V is BLOCK_N / 16: both consumers' chains.
+    assert ops.get("wgmma.mma_async", 0) >= 2 * (8 + job[2] // 16), ops
