@@ -307,11 +307,22 @@ def _desc_rows_ok(t):
             and all((st * es) % 16 == 0 for st, n in zip(t.stride()[:3], t.shape[:3]) if n > 1))
 
 
+def _ws_triton():
+    """Whether this Triton has what the "ws" kernel uses: device-side tensor descriptors and the
+    context-variable allocator they take their scratch from."""
+    try:
+        from triton.runtime import _allocation
+    except ImportError:
+        return False
+    return hasattr(tl, "make_tensor_descriptor") and hasattr(getattr(_allocation, "_allocator", None), "set")
+
+
 def _ws_ok(q, k, v):
     """The warp-specialised kernel: Hopper (compute capability 9.x), half precision, and
-    descriptor-addressable q, k and v."""
+    descriptor-addressable q, k and v, on a Triton that has device-side descriptors."""
     return (q.is_cuda and torch.cuda.get_device_capability(q.device)[0] == 9
-            and q.dtype in (torch.float16, torch.bfloat16) and all(_desc_rows_ok(t) for t in (q, k, v)))
+            and q.dtype in (torch.float16, torch.bfloat16) and all(_desc_rows_ok(t) for t in (q, k, v))
+            and _ws_triton())
 
 
 def _scratch_allocator(device):
