@@ -156,3 +156,16 @@ def test_triton_variant_from_environment(monkeypatch):
         tri.default_config(q, 64)
     monkeypatch.delenv(tri.VARIANT_ENV)
     assert tri.default_config(q, 64)[4] == tri.DEFAULT_VARIANT
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA GPU (long sequences are too slow in the interpreter)")
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+def test_triton_long_sequences_on_gpu(rng, D, causal):
+    # Many key blocks per tile (the warp-specialised kernel's producer / consumer ring turns over
+    # many times), Nq != Nk, ragged ends, GQA, one kv_lens entry cutting a block in two.
+    q, k, v = random_qkv(rng, 2, 2, 1, 1531, 2085, D, torch.bfloat16)
+    kl = torch.tensor([2085, 1100], dtype=torch.int32)
+    run_and_check(q, k, v, causal=causal, kv_lens=kl)
+    q, k, v = random_qkv(rng, 1, 2, 2, 2048, 2048, D, torch.bfloat16)  # even: every block unmasked
+    run_and_check(q, k, v, causal=causal)
