@@ -11,9 +11,14 @@ namespace {
 
 struct Avx2 {
   static constexpr int W = 8;
-  static constexpr int MR_QK = 3;  // 3 keys x 32 queries = 12 ymm accumulators (16 registers in all)
-  static constexpr bool WIDE_QK = false;  // 6 keys x 64 queries tiles when 64 queries remain
-  static constexpr int MR_PV = 3;  // 3 queries x 32 channels = 12 ymm accumulators
+  // 12 ymm accumulators + the 2 vectors loaded per step + 1 broadcast = 15 of the 16 registers:
+  // wider tiles (3 keys x 32 queries, 3 rows x 32 channels) need 17 and were compiled with spills
+  // or memory-operand FMAs.
+  static constexpr int MR_QK = 6;  // 6 keys x 16 queries = 12 ymm accumulators
+  static constexpr int QK_NV = 2;
+  static constexpr bool WIDE_QK = false;
+  static constexpr int MR_PV = 6;  // 6 queries x 16 channels = 12 ymm accumulators
+  static constexpr int PV_NV = 2;
   static constexpr bool TRANSPOSE16 = false;  // Q is transposed by the scalar path
   static constexpr int DEC_ROWS = 2;  // decoder path: 4 keys x 2 rows = 8 ymm accumulators
   using reg = __m256;

@@ -13,7 +13,9 @@ struct Avx512 {
   static constexpr int W = 16;
   static constexpr int MR_QK = 12;  // 12 keys x 32 queries = 24 zmm accumulators
   static constexpr bool WIDE_QK = true;  // 6 keys x 64 queries tiles when 64 queries remain
+  static constexpr int QK_NV = 2;   // query vectors per narrow QK^T tile (32 queries)
   static constexpr int MR_PV = 6;   // 6 queries x 64 channels = 24 zmm accumulators
+  static constexpr int PV_NV = 4;   // channel vectors per P V tile
   static constexpr bool TRANSPOSE16 = true;
   static constexpr int DEC_ROWS = 4;  // decoder path: 4 keys x 4 rows = 16 zmm accumulators
   using reg = __m512;

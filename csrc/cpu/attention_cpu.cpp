@@ -25,8 +25,10 @@ struct Portable {
   // 4-float vectors map one-to-one onto SSE2 / NEON registers, so the accumulators stay in them.
   static constexpr int W = 4;
   static constexpr int MR_QK = 1;  // 1 key x 32 queries = 8 vector accumulators
+  static constexpr int QK_NV = 8;
   static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;  // 2 queries x 16 channels = 8 vector accumulators
+  static constexpr int PV_NV = 4;
   static constexpr bool TRANSPOSE16 = false;  // Q is transposed by the scalar path
   static constexpr int DEC_ROWS = 2;
   typedef float reg __attribute__((vector_size(16)));
@@ -59,8 +61,10 @@ struct Portable {
 #else
   static constexpr int W = 16;
   static constexpr int MR_QK = 2;
+  static constexpr int QK_NV = 2;
   static constexpr bool WIDE_QK = false;
   static constexpr int MR_PV = 2;
+  static constexpr int PV_NV = 4;
   static constexpr bool TRANSPOSE16 = false;
   static constexpr int DEC_ROWS = 2;
   struct reg {

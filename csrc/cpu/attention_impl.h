@@ -383,13 +383,14 @@ inline void pv_chunk(const float* pt, int64_t ldp, const float* vr, int64_t ldv,
 template <class V, int MR>
 inline void pv_rows(const float* pt, int64_t ldp, const float* vr, int64_t ldv, int64_t Dp, int64_t ncols,
                     float* o, const float* alpha) {
-  constexpr int64_t chunk = 4 * V::W;
+  constexpr int NV = V::PV_NV;  // vectors of channels per chunk
+  constexpr int64_t chunk = NV * V::W;
   int64_t c = 0;
-  for (; c + chunk <= Dp; c += chunk) pv_chunk<V, MR, 4>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha);
+  for (; c + chunk <= Dp; c += chunk) pv_chunk<V, MR, NV>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha);
   switch ((Dp - c) / V::W) {  // Dp is a multiple of 16, hence of W
-    case 1: pv_chunk<V, MR, 1>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
-    case 2: pv_chunk<V, MR, 2>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
-    case 3: pv_chunk<V, MR, 3>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
+    case 1: if constexpr (NV > 1) pv_chunk<V, MR, 1>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
+    case 2: if constexpr (NV > 2) pv_chunk<V, MR, 2>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
+    case 3: if constexpr (NV > 3) pv_chunk<V, MR, 3>(pt, ldp, vr + c, ldv, ncols, o + c, Dp, alpha); break;
     default: break;
   }
 }
@@ -439,9 +440,9 @@ inline void qk_block(const float* k, int64_t ldk, int64_t nkeys, const float* qt
           qk_tile<V, MR / 2, 4 * kQueryChunk / (2 * V::W), kExp>(
               kr + h * (MR / 2) * ld, ld, qt + c, ldq, D, st + (j + h * (MR / 2)) * lds + c, lds, kExp ? negm + c : nullptr,
               kExp ? bsum + c : nullptr, std::min(MR / 2, n - h * (MR / 2)));
-    for (; c < nq; c += kQueryChunk)
-      qk_tile<V, MR, kQueryChunk / V::W, kExp>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds,
-                                               kExp ? negm + c : nullptr, kExp ? bsum + c : nullptr, n);
+    for (; c < nq; c += V::QK_NV * V::W)  // nq is a multiple of kQueryChunk, hence of QK_NV * W
+      qk_tile<V, MR, V::QK_NV, kExp>(kr, ld, qt + c, ldq, D, st + j * lds + c, lds, kExp ? negm + c : nullptr,
+                                     kExp ? bsum + c : nullptr, n);
   }
 }
 
