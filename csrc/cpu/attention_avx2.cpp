@@ -51,20 +51,23 @@ struct Avx2 {
   }
   // 2^x as in the AVX-512 copy, with 2^n built in the exponent bits. Inputs below -126.5
   // (masked scores are -inf) give n = -127, whose exponent field is 0: an exact zero.
-  // max(c, x) returns x when x is NaN, so NaN survives.
+  // max(c, x) returns x when x is NaN, so NaN survives (its exponent field shifts out to 0, and
+  // NaN * 0 is NaN). n comes from the rounding of x + (1.5 * 2^23 + 127), whose low mantissa bits
+  // are then n + 127: shifted into the exponent field they are 2^n, without the two-uop
+  // vroundps, a conversion and an integer add.
   static reg exp2_finite(reg x) { return exp2(x); }
   static reg exp2(reg x) {
     x = _mm256_max_ps(_mm256_set1_ps(-127.0f), x);
-    reg n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    reg f = _mm256_sub_ps(x, n);
+    const reg magic = _mm256_set1_ps(12583039.0f);  // 1.5 * 2^23 + 127
+    const reg t = _mm256_add_ps(x, magic);           // round to nearest: low bits n + 127
+    reg f = _mm256_sub_ps(x, _mm256_sub_ps(t, magic));
     reg y = _mm256_set1_ps(1.3266970636323094e-03f);
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(9.6754599362611771e-03f));
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.5507425218820572e-02f));
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(2.4022121727466583e-01f));
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(6.9314694404602051e-01f));
     y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.0000001192092896f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23)));
   }
 };
 
