@@ -231,15 +231,18 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results[backend] = fl / t / 1e12
         except Exception as exc:  # noqa: BLE001 - a backend that fails must not lose the row
             results[backend] = f"{type(exc).__name__}: {exc}"[:120]
-    # The Hopper (wgmma) CUDA kernel, opt-in until measured (docs/attention.md).
+    # The Hopper (wgmma) CUDA kernels, opt-in until measured (docs/attention.md).
     from sonicore import _backend
-    if _backend.wgmma_attention_runs():
-        os.environ["SONICORE_CUDA_ATTENTION"] = "wgmma"
+    for kernel in ("wgmma", "wgmma-ws"):
+        if not _backend.wgmma_attention_runs(kernel):
+            continue
+        name = "cuda_" + kernel.replace("-", "_")
+        os.environ["SONICORE_CUDA_ATTENTION"] = kernel
         try:
             t = cuda_time(lambda: attention(q, k, v, causal=causal, backend="cuda"))
-            results["cuda_wgmma"] = fl / t / 1e12
+            results[name] = fl / t / 1e12
         except Exception as exc:  # noqa: BLE001
-            results["cuda_wgmma"] = f"{type(exc).__name__}: {exc}"[:120]
+            results[name] = f"{type(exc).__name__}: {exc}"[:120]
         finally:
             del os.environ["SONICORE_CUDA_ATTENTION"]
     # The Triton kernel's other variants at their default tiles (bench/gpu/tune.py sweeps tiles);

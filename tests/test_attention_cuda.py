@@ -15,14 +15,15 @@ needs_cuda = pytest.mark.skipif(
     reason="needs an sm_80+ CUDA GPU and sonicore built with CUDA")
 
 
-@pytest.fixture(params=["mma", "wgmma"], autouse=True)
+@pytest.fixture(params=["mma", "wgmma", "wgmma-ws"], autouse=True)
 def cuda_kernel(request, monkeypatch):
     """Every test runs the sm_80 kernel (mma.sync) and, on an sm_90 GPU with an sm_90a build, the
-    Hopper kernel (wgmma), which SONICORE_CUDA_ATTENTION=wgmma selects."""
-    if request.param == "wgmma":
-        if not _backend.wgmma_attention_runs():
-            pytest.skip("the wgmma kernel needs an sm_90 GPU and an sm_90a build")
-        monkeypatch.setenv("SONICORE_CUDA_ATTENTION", "wgmma")
+    Hopper kernels (wgmma: one warpgroup per CTA; wgmma-ws: warp-specialised), which
+    SONICORE_CUDA_ATTENTION selects."""
+    if request.param != "mma":
+        if not _backend.wgmma_attention_runs(request.param):
+            pytest.skip(f"the {request.param} kernel needs an sm_90 GPU and an sm_90a build")
+        monkeypatch.setenv("SONICORE_CUDA_ATTENTION", request.param)
     else:
         monkeypatch.delenv("SONICORE_CUDA_ATTENTION", raising=False)
     return request.param

@@ -98,11 +98,11 @@ __device__ __forceinline__ int sw128(int row, int chunk) {
 }
 
 // Copies `rows` x HD values (rows >= valid are zero-filled) from global rows of stride `ld`,
-// in the swz layout (SW128 false) or the sw128 one.
-template <typename T, int HD, int ROWS, bool SW128 = false>
+// in the swz layout (SW128 false) or the sw128 one, by NTHR threads (tid in [0, NTHR)).
+template <typename T, int HD, int ROWS, bool SW128 = false, int NTHR = kWarps * 32>
 __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t ld, int valid, int tid) {
   constexpr int kChunks = HD / 8;
-  for (int i = tid; i < ROWS * kChunks; i += kWarps * 32) {
+  for (int i = tid; i < ROWS * kChunks; i += NTHR) {
     const int r = i / kChunks, c = i % kChunks;
     const bool ok = r < valid;
     const T* g = src + (ok ? int64_t(r) * ld : 0) + c * 8;
@@ -182,36 +182,36 @@ struct Args {
   float qk_scale;  // scale * log2(e)
 };
 
-// Where one CTA works: its batch / head, its 64 query rows from m0 (causal: the last query blocks
+// Where one CTA works: its batch / head, its BM query rows from m0 (causal: the last query blocks
 // see the most keys, so they are scheduled first, no long tail), the valid lengths, the key range
 // it must read, and the two accumulator rows of this thread with their key limits.
 template <typename T>
 struct Tile {
   int bh, b, h, m0, ql, kl, vrows, kend, lim_min, nblocks, row_a, row_b, lim_a, lim_b;
   const T *qg, *kg, *vg;
-  T *sq, *sk, *sv;  // shared tiles: Q (kBlockM x HD), then K and V (2 stages of kBlockN x HD each)
+  T *sq, *sk, *sv;  // shared tiles: Q (BM x HD), then K and V (STAGES stages of BN x HD each)
 };
 
-template <typename T, int HD, bool CAUSAL>
+template <typename T, int HD, bool CAUSAL, int BM = kBlockM, int BN = kBlockN, int STAGES = 2>
 __device__ __forceinline__ Tile<T> tile_setup(const Args& a, unsigned char* smem, int warp, int lane) {
   Tile<T> t;
   t.sq = reinterpret_cast<T*>(smem);
-  t.sk = t.sq + kBlockM * HD;
-  t.sv = t.sk + 2 * kBlockN * HD;
+  t.sk = t.sq + BM * HD;
+  t.sv = t.sk + STAGES * BN * HD;
   t.bh = blockIdx.y;
   t.b = t.bh / a.Hq;
   t.h = t.bh % a.Hq;
   const int hk = t.h / a.group;
-  t.m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * kBlockM;
+  t.m0 = (CAUSAL ? gridDim.x - 1 - blockIdx.x : blockIdx.x) * BM;
   t.ql = a.q_lens ? a.q_lens[t.b] : a.Nq;
   t.kl = a.kv_lens ? a.kv_lens[t.b] : a.Nk;
   t.qg = static_cast<const T*>(a.q) + t.b * a.qs[0] + t.h * a.qs[1] + int64_t(t.m0) * a.qs[2];
   t.kg = static_cast<const T*>(a.k) + t.b * a.ks[0] + hk * a.ks[1];
   t.vg = static_cast<const T*>(a.v) + t.b * a.vs[0] + hk * a.vs[1];
-  t.vrows = max(0, min(kBlockM, t.ql - t.m0));  // valid query rows of this CTA
+  t.vrows = max(0, min(BM, t.ql - t.m0));  // valid query rows of this CTA
   t.kend = t.vrows > 0 ? key_limit(CAUSAL, t.m0 + t.vrows - 1, t.ql, t.kl) : 0;
   t.lim_min = t.vrows > 0 ? key_limit(CAUSAL, t.m0, t.ql, t.kl) : 0;
-  t.nblocks = (t.kend + kBlockN - 1) / kBlockN;
+  t.nblocks = (t.kend + BN - 1) / BN;
   t.row_a = t.m0 + warp * 16 + lane / 4;
   t.row_b = t.row_a + 8;
   t.lim_a = t.row_a < t.ql ? key_limit(CAUSAL, t.row_a, t.ql, t.kl) : 0;
@@ -384,6 +384,13 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd(Args a) {
                  : "l"(a), "l"(b), "n"(ACC)                                                                 \
                  : "memory");                                                                               \
   }                                                                                                          \
+  template <int ACC>                                                                                          \
+  __device__ __forceinline__ void wgmma_ss_n128(float* d, uint64_t a, uint64_t b, CTY*) {                      \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, %66, 1, 1, 0, 0;\n"      \
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                                                                             \
+                 : "l"(a), "l"(b), "n"(ACC)                                                                 \
+                 : "memory");                                                                               \
+  }                                                                                                          \
   __device__ __forceinline__ void wgmma_rs_n64(float* d, const uint32_t* a, uint64_t b, CTY*) {                \
     asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "                     \
                  "{%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"                                                   \
@@ -548,16 +555,207 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
 #endif
 }
 
-// Which kernel a call runs: the sm_80 one (mma.sync) or the Hopper one.
-enum class Kernel { mma, wgmma };
+// ---------------------------------------------------------------- Hopper, warp-specialised
+//
+// The FlashAttention-3 arrangement without its intra-warpgroup pipelining: one CTA = a producer
+// warpgroup + two consumer warpgroups (64 query rows each, BM = 128), 384 threads. The producer
+// gives most of its registers to the consumers (setmaxnreg: 56 / 224 instead of 168 each) and
+// fills a ring of K / V stages (BN = 128 keys; 3 stages at head dim 64, 2 at 128) with cp.async
+// in the 128-byte-swizzled layout (zero-filled past the valid rows, as above); each producer
+// thread waits for its copies, fences them for the async proxy and arrives on the stage's "full"
+// mbarrier. Each consumer warpgroup waits on it, runs S = Q K^T (wgmma m64n128k16 from two
+// descriptors), the online softmax in registers and O += P V (P from registers), and arrives on
+// the stage's "empty" mbarrier, which the producer waits on before it refills the stage. No
+// CTA-wide barrier inside the key loop: the two consumers drift apart, so one's softmax overlaps
+// the other's MMAs. Compiled only for sm_90a; SONICORE_CUDA_ATTENTION=wgmma-ws picks it (not
+// yet run on a GPU).
+
+constexpr int kWsBlockM = 128;
+constexpr int kWsBlockN = 128;
+constexpr int kWsProducerThreads = 128;
+constexpr int kWsConsumerWarps = 8;
+constexpr int kWsThreads = kWsProducerThreads + kWsConsumerWarps * 32;
+constexpr int kWsProducerRegs = 56;   // 128 x 56 + 256 x 224 = 64512 of the SM's 65536 (40: spills)
+constexpr int kWsConsumerRegs = 224;
+template <int HD>
+constexpr int ws_stages() { return HD == 64 ? 3 : 2; }
+template <int HD>
+constexpr size_t ws_smem_bytes(size_t elem) {
+  return size_t(kWsBlockM + 2 * ws_stages<HD>() * kWsBlockN) * HD * elem + 1024;  // + 1 KiB to align
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+// Spins until the phase with the given parity has completed (acquire: what the arriving threads
+// wrote before they arrived is visible afterwards).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  uint32_t done;
+  do {
+    asm volatile(
+        "{\n"
+        " .reg .pred p;\n"
+        " mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n"
+        "}\n"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+
+// Q K^T descriptors of one stage (this warpgroup's 64 Q rows, the stage's 128 K rows): each
+// 64-column region of a tile holds all its rows, 128 bytes apart; k-step ks starts 32 bytes on.
+template <int HD>
+struct QkDesc {
+  uint64_t q[HD / 16], k[HD / 16];
+};
+template <int HD>
+__device__ __forceinline__ void make_qk_desc(QkDesc<HD>& d, uint32_t q_addr, uint32_t k_addr) {
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) {
+    const uint32_t off = (ks % 4) * 32;
+    d.q[ks] = sw128_desc(q_addr + (ks / 4) * (kWsBlockM * 128) + off, 0, 1024);
+    d.k[ks] = sw128_desc(k_addr + (ks / 4) * (kWsBlockN * 128) + off, 0, 1024);
+  }
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) asm volatile("" : "+l"(d.q[ks]), "+l"(d.k[ks]));
+}
+// P V descriptors: step kk reads V rows 16 kk .. 16 kk + 15 (2048 bytes on), MN-major, the
+// 64-column regions kWsBlockN * 128 bytes apart.
+struct VDesc {
+  uint64_t v[kWsBlockN / 16];
+};
+__device__ __forceinline__ void make_v_desc(VDesc& d, uint32_t v_addr) {
+#pragma unroll
+  for (int kk = 0; kk < kWsBlockN / 16; ++kk) d.v[kk] = sw128_desc(v_addr + kk * 2048, kWsBlockN * 128, 1024);
+#pragma unroll
+  for (int kk = 0; kk < kWsBlockN / 16; ++kk) asm volatile("" : "+l"(d.v[kk]));
+}
+
+template <typename T, int HD>
+__device__ __forceinline__ void qk_chain_n128(float* sf, const QkDesc<HD>& d) {
+#pragma unroll
+  for (int ks = 0; ks < HD / 16; ++ks) {
+    if (ks == 0) wgmma_ss_n128<0>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+    else wgmma_ss_n128<1>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+  }
+  wgmma_commit();
+}
+
+template <typename T, int HD>
+__device__ __forceinline__ void pv_chain_ws(float* of, const uint32_t (&pa)[kWsBlockN / 16][4], const VDesc& d) {
+#pragma unroll
+  for (int kk = 0; kk < kWsBlockN / 16; ++kk) {
+    if constexpr (HD == 64) wgmma_rs_n64(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
+    else wgmma_rs_n128(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
+  }
+  wgmma_commit();
+}
+#endif
+
+template <typename T, int HD, bool CAUSAL>
+__global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int S = ws_stages<HD>();
+  constexpr int NT = kWsBlockN / 8;
+  constexpr int DT = HD / 8;
+  constexpr int kStage = kWsBlockN * HD;  // values per K or V stage
+  extern __shared__ __align__(128) unsigned char smem_ws[];
+  __shared__ uint64_t full[S], empty[S];
+  unsigned char* base = smem_ws + ((1024u - (smem_addr(smem_ws) & 1023u)) & 1023u);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const bool producer = tid < kWsProducerThreads;
+  // Consumer warp cw = warp - 4 owns rows m0 + 16 cw .. + 15 (the row mapping of tile_setup).
+  const int cw = producer ? 0 : warp - kWsProducerThreads / 32;
+  const Tile<T> t = tile_setup<T, HD, CAUSAL, kWsBlockM, kWsBlockN, S>(a, base, cw, lane);
+  if (tid == 0) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      mbar_init(&full[s], kWsProducerThreads);       // every producer thread
+      mbar_init(&empty[s], kWsConsumerWarps * 32);   // every consumer thread
+    }
+  }
+  __syncthreads();
+
+  if (producer) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kWsProducerRegs));
+    for (int j = 0; j < t.nblocks; ++j) {
+      const int s = j % S, n0 = j * kWsBlockN, valid = min(kWsBlockN, t.kend - n0);
+      if (j >= S) mbar_wait(&empty[s], ((j / S) - 1) & 1);  // the consumers are done with block j - S
+      if (j == 0) load_tile<T, HD, kWsBlockM, true, kWsProducerThreads>(t.sq, t.qg, a.qs[2], t.vrows, tid);
+      load_tile<T, HD, kWsBlockN, true, kWsProducerThreads>(t.sk + s * kStage, t.kg + int64_t(n0) * a.ks[2],
+                                                            a.ks[2], valid, tid);
+      load_tile<T, HD, kWsBlockN, true, kWsProducerThreads>(t.sv + s * kStage, t.vg + int64_t(n0) * a.vs[2],
+                                                            a.vs[2], valid, tid);
+      cp_async_commit();
+      cp_async_wait<0>();
+      fence_async_shared();  // this thread's copies, made visible to the async proxy (wgmma)
+      mbar_arrive(&full[s]);
+    }
+    return;
+  }
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
+
+  // Consumers: warpgroup wg owns rows m0 + 64 wg .. + 63.
+  const int wg = cw / 4;
+  float o[DT][4];
+#pragma unroll
+  for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
+  float* of = &o[0][0];
+  const uint32_t q_addr = smem_addr(t.sq) + wg * 64 * 128;  // this warpgroup's rows in each region
+  for (int j = 0; j < t.nblocks; ++j) {
+    const int s = j % S;
+    mbar_wait(&full[s], (j / S) & 1);
+    fence_async_shared();
+    float sc[NT][4];
+    float* sf = &sc[0][0];
+    QkDesc<HD> dq;
+    make_qk_desc<HD>(dq, q_addr, smem_addr(t.sk + s * kStage));
+    pin_registers64(sf);
+    wgmma_fence();
+    qk_chain_n128<T, HD>(sf, dq);
+    wgmma_wait<0>();
+    pin_registers64(sf);
+    online_softmax<NT, DT>(sc, o, j * kWsBlockN, t.lim_min, t.lim_a, t.lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
+    uint32_t pa[NT / 2][4];
+    pack_p<T, NT>(sc, pa);
+    VDesc dv;
+    make_v_desc(dv, smem_addr(t.sv + s * kStage));
+    pin_o<HD>(of);
+    wgmma_fence();
+    pv_chain_ws<T, HD>(of, pa, dv);
+    wgmma_wait<0>();
+    pin_o<HD>(of);
+    mbar_arrive(&empty[s]);  // this thread's MMAs of the stage have completed
+  }
+  finish_rows<T, DT>(a, t, o, m_a, m_b, l_a, l_b, lane);
+#else
+  __trap();  // built for another architecture: the host never launches it there
+#endif
+}
+
+// Which kernel a call runs: the sm_80 one (mma.sync) or one of the Hopper ones.
+enum class Kernel { mma, wgmma, wgmma_ws };
 
 template <typename T, int HD, bool CAUSAL>
 void launch(const Args& a, int batch, Kernel which, cudaStream_t stream) {
   size_t smem = size_t(kBlockM + 4 * kBlockN) * HD * sizeof(T);
   auto kernel = flash_fwd<T, HD, CAUSAL>;
-  if (which != Kernel::mma) {
+  int rows = kBlockM, threads = kWarps * 32;
+  if (which == Kernel::wgmma) {
     kernel = flash_fwd_sm90<T, HD, CAUSAL>;
     smem += 1024;  // room to align the tiles to 1024 bytes
+  } else if (which == Kernel::wgmma_ws) {
+    kernel = flash_fwd_sm90_ws<T, HD, CAUSAL>;
+    smem = ws_smem_bytes<HD>(sizeof(T));
+    rows = kWsBlockM;
+    threads = kWsThreads;
   }
   // Set on every launch (cheap): the attribute belongs to the current device's context.
   const cudaError_t attr = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -565,8 +763,8 @@ void launch(const Args& a, int batch, Kernel which, cudaStream_t stream) {
   if (attr != cudaSuccess)
     throw std::runtime_error(std::string("attention: cuda backend: cannot reserve shared memory: ") +
                              cudaGetErrorString(attr));
-  dim3 grid((a.Nq + kBlockM - 1) / kBlockM, batch * a.Hq);
-  kernel<<<grid, kWarps * 32, smem, stream>>>(a);
+  dim3 grid((a.Nq + rows - 1) / rows, batch * a.Hq);
+  kernel<<<grid, threads, smem, stream>>>(a);
 }
 
 template <typename T>
@@ -578,20 +776,22 @@ void dispatch_hd(const Args& a, int hd, bool causal, int batch, Kernel which, cu
   }
 }
 
-// The Hopper kernel runs when it was compiled (sm_90a among the build's architectures), the
-// current device is compute capability 9.0, and SONICORE_CUDA_ATTENTION=wgmma asks for it;
-// anything else runs the mma.sync kernel.
+// A Hopper kernel runs when it was compiled (sm_90a among the build's architectures), the
+// current device is compute capability 9.0, and SONICORE_CUDA_ATTENTION asks for it ("wgmma":
+// one warpgroup per CTA; "wgmma-ws": the warp-specialised one); anything else runs mma.sync.
 Kernel pick_kernel() {
 #if defined(SONICORE_CUDA_SM90A)
   const char* pick = std::getenv("SONICORE_CUDA_ATTENTION");
   if (pick == nullptr) return Kernel::mma;
-  if (std::string(pick) != "wgmma") return Kernel::mma;
+  const std::string want(pick);
+  if (want != "wgmma" && want != "wgmma-ws") return Kernel::mma;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return Kernel::mma;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
     return Kernel::mma;
-  return major == 9 && minor == 0 ? Kernel::wgmma : Kernel::mma;
+  if (major != 9 || minor != 0) return Kernel::mma;
+  return want == "wgmma" ? Kernel::wgmma : Kernel::wgmma_ws;
 #else
   return Kernel::mma;
 #endif
@@ -601,7 +801,7 @@ Kernel pick_kernel() {
 
 const char* attention_cuda_kernels() {
 #if defined(SONICORE_CUDA_SM90A)
-  return "mma,wgmma";
+  return "mma,wgmma,wgmma-ws";
 #else
   return "mma";
 #endif

@@ -41,14 +41,16 @@ def cuda_kernels_usable() -> Tuple[bool, str]:
 
 
 def cuda_attention_kernels() -> Tuple[str, ...]:
-    """The CUDA attention kernels compiled in: ("mma",), or ("mma", "wgmma") with sm_90a; () without CUDA."""
+    """The CUDA attention kernels compiled in: ("mma",), or ("mma", "wgmma", "wgmma-ws") with sm_90a;
+    () without CUDA."""
     fn = getattr(C, "attention_cuda_kernels", None)
     return tuple(fn().split(",")) if fn is not None else ()
 
 
-def wgmma_attention_runs() -> bool:
-    """Whether SONICORE_CUDA_ATTENTION=wgmma would run the Hopper kernel here (built, compute capability 9.0)."""
-    return ("wgmma" in cuda_attention_kernels() and cuda_kernels_usable()[0]
+def wgmma_attention_runs(kernel: str = "wgmma") -> bool:
+    """Whether SONICORE_CUDA_ATTENTION=<kernel> ("wgmma" or "wgmma-ws") would run that Hopper kernel
+    here (built, compute capability 9.0)."""
+    return (kernel in cuda_attention_kernels() and cuda_kernels_usable()[0]
             and torch_cuda_available() and _torch_cuda_capability() == (9, 0))
 
 

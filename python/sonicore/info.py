@@ -52,7 +52,7 @@ def format_info(info: dict) -> str:
         lines.append(f"  cuda     : compiled (runtime {info['cuda_runtime']}), usable {yes(info['cuda_usable'])}"
                      f", devices: {devs}" + ("" if info["cuda_usable"] else f" [{info['cuda_status']}]"))
         lines.append(f"             attention kernels: {', '.join(info['cuda_attention_kernels'])}"
-                     + (" (wgmma on sm_90 with SONICORE_CUDA_ATTENTION=wgmma)"
+                     + (" (the wgmma ones on sm_90 with SONICORE_CUDA_ATTENTION=wgmma or wgmma-ws)"
                         if "wgmma" in info["cuda_attention_kernels"] else ""))
     else:
         lines.append("  cuda     : not compiled in")
