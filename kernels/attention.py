@@ -28,21 +28,46 @@ _LN2 = 0.6931471805599453
 
 
 @triton.jit
-def _tile_start(pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
-                GROUP: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
-                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Batch / head of this program, the valid lengths, the tile's offsets, its Q rows and the
-    online-softmax state (m = -inf, l = 0, acc = 0)."""
+def _head_and_lens(QLENS, KVLENS, Hq, Nq, Nk, GROUP: tl.constexpr, HAS_QLENS: tl.constexpr,
+                   HAS_KVLENS: tl.constexpr):
+    """This program's (batch x head) index, batch entry, query head, key/value head, and the
+    entry's valid query / key lengths."""
     bh = tl.program_id(1)
     b = bh // Hq
     h = bh % Hq
-    hk = h // GROUP
     ql = Nq
     kl = Nk
     if HAS_QLENS:
         ql = tl.load(QLENS + b)
     if HAS_KVLENS:
         kl = tl.load(KVLENS + b)
+    return bh, b, h, h // GROUP, ql, kl
+
+
+@triton.jit
+def _key_range(pid_m, ql, kl, offs_m, row_ok, CAUSAL: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Per-row key limits (keys [0, limit) visible), the end of the keys any row of the tile sees
+    (0 for a tile of padding rows only) and the first row's limit, the smallest (causal limits
+    grow by row)."""
+    row_lim = tl.where(row_ok, kl, 0)
+    kend = kl
+    kfirst = kl
+    if CAUSAL:
+        row_lim = tl.where(row_ok, tl.minimum(kl, tl.maximum(offs_m + (kl - ql) + 1, 0)), 0)
+        last = tl.minimum(pid_m * BLOCK_M + BLOCK_M, ql) - 1
+        kend = tl.minimum(kl, tl.maximum(last + (kl - ql) + 1, 0))
+        kfirst = tl.minimum(kl, tl.maximum(pid_m * BLOCK_M + (kl - ql) + 1, 0))
+    kend = tl.where(pid_m * BLOCK_M >= ql, 0, kend)
+    return row_lim, kend, kfirst
+
+
+@triton.jit
+def _tile_start(pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
+                GROUP: tl.constexpr, HAS_QLENS: tl.constexpr, HAS_KVLENS: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Batch / head of this program, the valid lengths, the tile's offsets, its Q rows and the
+    online-softmax state (m = -inf, l = 0, acc = 0)."""
+    bh, b, h, hk, ql, kl = _head_and_lens(QLENS, KVLENS, Hq, Nq, Nk, GROUP, HAS_QLENS, HAS_KVLENS)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
@@ -82,13 +107,7 @@ def _attention_fwd(
         GROUP, HAS_QLENS, HAS_KVLENS, BLOCK_M, BLOCK_N, BLOCK_D)
 
     # Keys any row of this block can see: all valid ones, or up to the last row's causal limit.
-    kend = kl
-    if CAUSAL:
-        last = tl.minimum(pid_m * BLOCK_M + BLOCK_M, ql) - 1
-        kend = tl.minimum(kl, tl.maximum(last + (kl - ql) + 1, 0))
-    row_lim = tl.where(row_ok, kl, 0)
-    if CAUSAL:
-        row_lim = tl.where(row_ok, tl.minimum(kl, tl.maximum(offs_m + (kl - ql) + 1, 0)), 0)
+    row_lim, kend, _ = _key_range(pid_m, ql, kl, offs_m, row_ok, CAUSAL, BLOCK_M)
 
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
@@ -188,19 +207,9 @@ def _attention_fwd_split(
         pid_m, Q, QLENS, KVLENS, sqb, sqh, sqn, Hq, Nq, Nk, D,
         GROUP, HAS_QLENS, HAS_KVLENS, BLOCK_M, BLOCK_N, BLOCK_D)
 
-    # Per-row key limits; the tile's first row has the smallest (causal limits grow by row).
-    row_lim = tl.where(row_ok, kl, 0)
-    kend = kl
-    kfull = kl
-    if CAUSAL:
-        row_lim = tl.where(row_ok, tl.minimum(kl, tl.maximum(offs_m + (kl - ql) + 1, 0)), 0)
-        last = tl.minimum(pid_m * BLOCK_M + BLOCK_M, ql) - 1
-        kend = tl.minimum(kl, tl.maximum(last + (kl - ql) + 1, 0))
-        kfull = tl.minimum(kl, tl.maximum(pid_m * BLOCK_M + (kl - ql) + 1, 0))
-    kfull = (kfull // BLOCK_N) * BLOCK_N
-    # A tile of padding rows only (q_lens) sees nothing.
-    kfull = tl.where(pid_m * BLOCK_M >= ql, 0, kfull)
-    kend = tl.where(pid_m * BLOCK_M >= ql, 0, kend)
+    row_lim, kend, kfirst = _key_range(pid_m, ql, kl, offs_m, row_ok, CAUSAL, BLOCK_M)
+    # Blocks below kfull are seen in full by every valid row; a tile of padding rows sees nothing.
+    kfull = tl.where(pid_m * BLOCK_M >= ql, 0, (kfirst // BLOCK_N) * BLOCK_N)
 
     k_base = K + b * skb + hk * skh
     v_base = V + b * svb + hk * svh
@@ -241,16 +250,7 @@ def _attention_fwd_ws(
     pid_m = tl.program_id(0)
     if CAUSAL:
         pid_m = tl.num_programs(0) - 1 - pid_m
-    bh = tl.program_id(1)
-    b = bh // Hq
-    h = bh % Hq
-    hk = h // GROUP
-    ql = Nq
-    kl = Nk
-    if HAS_QLENS:
-        ql = tl.load(QLENS + b)
-    if HAS_KVLENS:
-        kl = tl.load(KVLENS + b)
+    bh, b, h, hk, ql, kl = _head_and_lens(QLENS, KVLENS, Hq, Nq, Nk, GROUP, HAS_QLENS, HAS_KVLENS)
     # A descriptor needs every extent >= 1; a batch entry with no rows reads row 0 and discards it.
     dq = tl.make_tensor_descriptor(Q + b * sqb + h * sqh, shape=[tl.maximum(ql, 1), D], strides=[sqn, 1],
                                    block_shape=[BLOCK_M, BLOCK_D])
@@ -262,13 +262,7 @@ def _attention_fwd_ws(
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
     row_ok = offs_m < ql
-    row_lim = tl.where(row_ok, kl, 0)
-    kend = kl
-    if CAUSAL:
-        row_lim = tl.where(row_ok, tl.minimum(kl, tl.maximum(offs_m + (kl - ql) + 1, 0)), 0)
-        last = tl.minimum(pid_m * BLOCK_M + BLOCK_M, ql) - 1
-        kend = tl.minimum(kl, tl.maximum(last + (kl - ql) + 1, 0))
-    kend = tl.where(pid_m * BLOCK_M >= ql, 0, kend)
+    row_lim, kend, _ = _key_range(pid_m, ql, kl, offs_m, row_ok, CAUSAL, BLOCK_M)
     q = dq.load([pid_m * BLOCK_M, 0])
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)

@@ -31,6 +31,22 @@ def variant(request, monkeypatch):
     return request.param
 
 
+class FailingKernel:
+    """Stands in for a @triton.jit kernel: records each launch's keyword arguments and raises `exc`
+    where fails(kwargs) says so (a compiler failure), else launches the real kernel."""
+
+    def __init__(self, real, fails, exc):
+        self.real, self.fails, self.exc, self.launches = real, fails, exc, []
+
+    def __getitem__(self, grid):
+        def launch(*args, **kw):
+            self.launches.append(kw)
+            if self.fails(kw):
+                raise self.exc
+            return self.real[grid](*args, **kw)
+        return launch
+
+
 def run_and_check(q, k, v, **kw):
     dev = [t.to(DEVICE) for t in (q, k, v)]
     out, lse = attention(*dev, backend="triton", return_lse=True, **kw)
@@ -89,23 +105,14 @@ def test_triton_descriptor_compile_failure_falls_back(rng, monkeypatch):
     monkeypatch.setattr(tri, "DEFAULT_VARIANT", "split-tma")
     monkeypatch.setattr(tri, "_tma_ok", tri._rows_layout)
     monkeypatch.setattr(tri, "_TMA_BROKEN", set())
-    real = tri._attention_fwd_split
-    used = []
-
-    class Crashing:
-        def __getitem__(self, grid):
-            def launch(*args, **kw):
-                used.append(kw["TMA"])
-                if kw["TMA"]:
-                    raise tri.PTXASError("PTXAS error: `ptxas` failed with error code -11")
-                return real[grid](*args, **kw)
-            return launch
-    monkeypatch.setattr(tri, "_attention_fwd_split", Crashing())
+    crash = FailingKernel(tri._attention_fwd_split, lambda kw: kw["TMA"],
+                          tri.PTXASError("PTXAS error: `ptxas` failed with error code -11"))
+    monkeypatch.setattr(tri, "_attention_fwd_split", crash)
     q, k, v = random_qkv(rng, 1, 2, 1, 19, 23, 16, torch.float32)
     with pytest.warns(RuntimeWarning, match="PTX assembler failed"):
         run_and_check(q, k, v, causal=True)
     run_and_check(q, k, v, causal=True)
-    assert used == [True, False, False]
+    assert [kw["TMA"] for kw in crash.launches] == [True, False, False]
 
 
 def test_triton_ws_compile_failure_falls_back(rng, monkeypatch):
@@ -115,20 +122,13 @@ def test_triton_ws_compile_failure_falls_back(rng, monkeypatch):
     monkeypatch.setattr(tri, "DEFAULT_VARIANT", "ws")
     monkeypatch.setattr(tri, "_ws_ok", lambda q, k, v: True)
     monkeypatch.setattr(tri, "_WS_BROKEN", set())
-    used = []
-
-    class Failing:
-        def __getitem__(self, grid):
-            def launch(*args, **kw):
-                used.append("ws")
-                raise RuntimeError("PassManager::run failed")
-            return launch
-    monkeypatch.setattr(tri, "_attention_fwd_ws", Failing())
+    fail = FailingKernel(tri._attention_fwd_ws, lambda kw: True, RuntimeError("PassManager::run failed"))
+    monkeypatch.setattr(tri, "_attention_fwd_ws", fail)
     q, k, v = random_qkv(rng, 1, 2, 1, 19, 23, 16, torch.float32)
     with pytest.warns(RuntimeWarning, match="warp-specialised kernel"):
         run_and_check(q, k, v, causal=True)
     run_and_check(q, k, v, causal=True)
-    assert used == ["ws"]
+    assert len(fail.launches) == 1  # the shape is remembered: the second call goes straight to split
 
 
 @pytest.mark.parametrize("causal", [False, True])

@@ -432,39 +432,51 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uin
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Descriptors of one key block, computed before the MMAs are issued: no instruction between two
-// MMAs of a group may define one of their inputs, or ptxas serialises them. S's k-step ks lies
-// in region ks / 4 of Q and K, 32 bytes per step; P V's step kk starts 16 V rows (2048 bytes) on,
-// and V's 64-column regions are kBlockN * 128 bytes apart (the leading byte offset of an
-// MN-major operand).
+// Descriptors of one key block, computed before each chain is issued: no instruction between two
+// MMAs of a chain may define one of their inputs, or ptxas serialises them. S's k-step ks lies in
+// region ks / 4 of Q and K (each 64-column region holds all of a tile's rows, 128 bytes apart),
+// 32 bytes per step; this warpgroup's 64 Q rows start at q_addr. P V's step kk starts 16 V rows
+// (2048 bytes) on, and V's 64-column regions are BN * 128 bytes apart (the leading byte offset
+// of an MN-major operand).
 template <int HD>
-struct BlockDesc {
-  uint64_t q[HD / 16], k[HD / 16], v[kBlockN / 16];
+struct QkDesc {
+  uint64_t q[HD / 16], k[HD / 16];
 };
-
-template <int HD>
-__device__ __forceinline__ void make_desc(BlockDesc<HD>& d, uint32_t q_addr, uint32_t k_addr, uint32_t v_addr) {
+template <int HD, int BM, int BN>
+__device__ __forceinline__ void make_qk_desc(QkDesc<HD>& d, uint32_t q_addr, uint32_t k_addr) {
 #pragma unroll
   for (int ks = 0; ks < HD / 16; ++ks) {
     const uint32_t off = (ks % 4) * 32;
-    d.q[ks] = sw128_desc(q_addr + (ks / 4) * (kBlockM * 128) + off, 0, 1024);
-    d.k[ks] = sw128_desc(k_addr + (ks / 4) * (kBlockN * 128) + off, 0, 1024);
+    d.q[ks] = sw128_desc(q_addr + (ks / 4) * (BM * 128) + off, 0, 1024);
+    d.k[ks] = sw128_desc(k_addr + (ks / 4) * (BN * 128) + off, 0, 1024);
   }
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) d.v[kk] = sw128_desc(v_addr + kk * 2048, kBlockN * 128, 1024);
-#pragma unroll
   for (int ks = 0; ks < HD / 16; ++ks) asm volatile("" : "+l"(d.q[ks]), "+l"(d.k[ks]));
+}
+template <int BN>
+struct VDesc {
+  uint64_t v[BN / 16];
+};
+template <int BN>
+__device__ __forceinline__ void make_v_desc(VDesc<BN>& d, uint32_t v_addr) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) asm volatile("" : "+l"(d.v[kk]));
+  for (int kk = 0; kk < BN / 16; ++kk) d.v[kk] = sw128_desc(v_addr + kk * 2048, BN * 128, 1024);
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; ++kk) asm volatile("" : "+l"(d.v[kk]));
 }
 
-// S (64 x kBlockN) = Q K^T over the head dim, one commit group.
-template <typename T, int HD>
-__device__ __forceinline__ void qk_chain(float* sf, const BlockDesc<HD>& d) {
+// S (64 x BN) = Q K^T over the head dim, one commit group.
+template <typename T, int HD, int BN>
+__device__ __forceinline__ void qk_chain(float* sf, const QkDesc<HD>& d) {
 #pragma unroll
   for (int ks = 0; ks < HD / 16; ++ks) {
-    if (ks == 0) wgmma_ss_n64<0>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
-    else wgmma_ss_n64<1>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+    if constexpr (BN == 64) {
+      if (ks == 0) wgmma_ss_n64<0>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+      else wgmma_ss_n64<1>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+    } else {
+      if (ks == 0) wgmma_ss_n128<0>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+      else wgmma_ss_n128<1>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
+    }
   }
   wgmma_commit();
 }
@@ -482,20 +494,52 @@ __device__ __forceinline__ void pack_p(const float (&s)[NT][4], uint32_t (&pa)[N
 }
 
 // O += P V over the block's keys, one commit group.
-template <typename T, int HD>
-__device__ __forceinline__ void pv_chain(float* of, const uint32_t (&pa)[kBlockN / 16][4], const BlockDesc<HD>& d) {
+template <typename T, int HD, int BN>
+__device__ __forceinline__ void pv_chain(float* of, const uint32_t (&pa)[BN / 16][4], const VDesc<BN>& d) {
 #pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk) {
+  for (int kk = 0; kk < BN / 16; ++kk) {
     if constexpr (HD == 64) wgmma_rs_n64(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
     else wgmma_rs_n128(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
   }
   wgmma_commit();
 }
 
-template <int HD>
-__device__ __forceinline__ void pin_o(float* of) {
-  if constexpr (HD == 64) pin_registers32(of);
-  else pin_registers64(of);
+// Keeps N accumulators (32 or 64) in place across a wgmma fence / wait.
+template <int N>
+__device__ __forceinline__ void pin_acc(float* d) {
+  if constexpr (N == 32) pin_registers32(d);
+  else pin_registers64(d);
+}
+
+// One key block on this warpgroup, both chains waited for: S = Q K^T from the stage's K (sk),
+// the online softmax (n0: the block's first key), O += P V from its V (sv). BM / BN: the rows of
+// the CTA's Q tile and of a K / V stage (the descriptors' region sizes).
+template <typename T, int HD, int BM, int BN>
+__device__ __forceinline__ void wgmma_block(float (&o)[HD / 8][4], uint32_t q_addr, const T* sk, const T* sv, int n0,
+                                            const Tile<T>& t, float qk_scale, float& m_a, float& m_b, float& l_a,
+                                            float& l_b, int lane) {
+  constexpr int NT = BN / 8;
+  constexpr int DT = HD / 8;
+  float s[NT][4];
+  float* sf = &s[0][0];
+  float* of = &o[0][0];
+  QkDesc<HD> dq;
+  make_qk_desc<HD, BM, BN>(dq, q_addr, smem_addr(sk));
+  pin_acc<NT * 4>(sf);
+  wgmma_fence();
+  qk_chain<T, HD, BN>(sf, dq);
+  wgmma_wait<0>();
+  pin_acc<NT * 4>(sf);
+  online_softmax<NT, DT>(s, o, n0, t.lim_min, t.lim_a, t.lim_b, qk_scale, m_a, m_b, l_a, l_b, lane);
+  uint32_t pa[NT / 2][4];
+  pack_p<T, NT>(s, pa);  // all steps first: no register the MMAs read changes between them
+  VDesc<BN> dv;
+  make_v_desc<BN>(dv, smem_addr(sv));
+  pin_acc<DT * 4>(of);
+  wgmma_fence();
+  pv_chain<T, HD, BN>(of, pa, dv);
+  wgmma_wait<0>();
+  pin_acc<DT * 4>(of);
 }
 #endif
 
@@ -513,39 +557,21 @@ __global__ void __launch_bounds__(kWarps * 32) flash_fwd_sm90(Args a) {
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const Tile<T> t = tile_setup<T, HD, CAUSAL>(a, base, warp, lane);
 
-  constexpr int NT = kBlockN / 8;
   constexpr int DT = HD / 8;
   constexpr int kStage = kBlockN * HD;  // values per K or V stage
   float o[DT][4];
 #pragma unroll
   for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
-  float* of = &o[0][0];
   const uint32_t q_addr = smem_addr(t.sq);
 
   load_first<T, HD, true>(t, a, tid);
   for (int j = 0; j < t.nblocks; ++j) {
-    const int n0 = j * kBlockN;
     next_stage<T, HD, true>(t, a, j, tid);
     fence_async_shared();
     __syncthreads();
-    float s[NT][4];
-    float* sf = &s[0][0];
-    BlockDesc<HD> d;
-    make_desc<HD>(d, q_addr, smem_addr(t.sk + (j & 1) * kStage), smem_addr(t.sv + (j & 1) * kStage));
-    pin_registers32(sf);
-    wgmma_fence();
-    qk_chain<T, HD>(sf, d);
-    wgmma_wait<0>();
-    pin_registers32(sf);
-    online_softmax<NT, DT>(s, o, n0, t.lim_min, t.lim_a, t.lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
-    uint32_t pa[NT / 2][4];
-    pack_p<T, NT>(s, pa);  // all steps first: no register the MMAs read changes between them
-    pin_o<HD>(of);
-    wgmma_fence();
-    pv_chain<T, HD>(of, pa, d);
-    wgmma_wait<0>();
-    pin_o<HD>(of);
+    wgmma_block<T, HD, kBlockM, kBlockN>(o, q_addr, t.sk + (j & 1) * kStage, t.sv + (j & 1) * kStage, j * kBlockN, t,
+                                         a.qk_scale, m_a, m_b, l_a, l_b, lane);
     __syncthreads();  // the next iteration's prefetch overwrites this stage
   }
   cp_async_wait<0>();
@@ -575,8 +601,6 @@ constexpr int kWsBlockN = 128;
 constexpr int kWsProducerThreads = 128;
 constexpr int kWsConsumerWarps = 8;
 constexpr int kWsThreads = kWsProducerThreads + kWsConsumerWarps * 32;
-constexpr int kWsProducerRegs = 56;   // 128 x 56 + 256 x 224 = 64512 of the SM's 65536 (40: spills)
-constexpr int kWsConsumerRegs = 224;
 template <int HD>
 constexpr int ws_stages() { return HD == 64 ? 3 : 2; }
 template <int HD>
@@ -608,62 +632,15 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
   } while (!done);
 }
 
-// Q K^T descriptors of one stage (this warpgroup's 64 Q rows, the stage's 128 K rows): each
-// 64-column region of a tile holds all its rows, 128 bytes apart; k-step ks starts 32 bytes on.
-template <int HD>
-struct QkDesc {
-  uint64_t q[HD / 16], k[HD / 16];
-};
-template <int HD>
-__device__ __forceinline__ void make_qk_desc(QkDesc<HD>& d, uint32_t q_addr, uint32_t k_addr) {
-#pragma unroll
-  for (int ks = 0; ks < HD / 16; ++ks) {
-    const uint32_t off = (ks % 4) * 32;
-    d.q[ks] = sw128_desc(q_addr + (ks / 4) * (kWsBlockM * 128) + off, 0, 1024);
-    d.k[ks] = sw128_desc(k_addr + (ks / 4) * (kWsBlockN * 128) + off, 0, 1024);
-  }
-#pragma unroll
-  for (int ks = 0; ks < HD / 16; ++ks) asm volatile("" : "+l"(d.q[ks]), "+l"(d.k[ks]));
-}
-// P V descriptors: step kk reads V rows 16 kk .. 16 kk + 15 (2048 bytes on), MN-major, the
-// 64-column regions kWsBlockN * 128 bytes apart.
-struct VDesc {
-  uint64_t v[kWsBlockN / 16];
-};
-__device__ __forceinline__ void make_v_desc(VDesc& d, uint32_t v_addr) {
-#pragma unroll
-  for (int kk = 0; kk < kWsBlockN / 16; ++kk) d.v[kk] = sw128_desc(v_addr + kk * 2048, kWsBlockN * 128, 1024);
-#pragma unroll
-  for (int kk = 0; kk < kWsBlockN / 16; ++kk) asm volatile("" : "+l"(d.v[kk]));
-}
-
-template <typename T, int HD>
-__device__ __forceinline__ void qk_chain_n128(float* sf, const QkDesc<HD>& d) {
-#pragma unroll
-  for (int ks = 0; ks < HD / 16; ++ks) {
-    if (ks == 0) wgmma_ss_n128<0>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
-    else wgmma_ss_n128<1>(sf, d.q[ks], d.k[ks], static_cast<T*>(nullptr));
-  }
-  wgmma_commit();
-}
-
-template <typename T, int HD>
-__device__ __forceinline__ void pv_chain_ws(float* of, const uint32_t (&pa)[kWsBlockN / 16][4], const VDesc& d) {
-#pragma unroll
-  for (int kk = 0; kk < kWsBlockN / 16; ++kk) {
-    if constexpr (HD == 64) wgmma_rs_n64(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
-    else wgmma_rs_n128(of, pa[kk], d.v[kk], static_cast<T*>(nullptr));
-  }
-  wgmma_commit();
-}
 #endif
 
 template <typename T, int HD, bool CAUSAL>
 __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int S = ws_stages<HD>();
-  constexpr int NT = kWsBlockN / 8;
   constexpr int DT = HD / 8;
+  constexpr int kProducerRegs = 56;   // 128 x 56 + 256 x 224 = 64512 of the SM's 65536 (40: spills)
+  constexpr int kConsumerRegs = 224;
   constexpr int kStage = kWsBlockN * HD;  // values per K or V stage
   extern __shared__ __align__(128) unsigned char smem_ws[];
   __shared__ uint64_t full[S], empty[S];
@@ -683,7 +660,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
   __syncthreads();
 
   if (producer) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kWsProducerRegs));
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
     for (int j = 0; j < t.nblocks; ++j) {
       const int s = j % S, n0 = j * kWsBlockN, valid = min(kWsBlockN, t.kend - n0);
       if (j >= S) mbar_wait(&empty[s], ((j / S) - 1) & 1);  // the consumers are done with block j - S
@@ -699,7 +676,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
     }
     return;
   }
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kWsConsumerRegs));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
 
   // Consumers: warpgroup wg owns rows m0 + 64 wg .. + 63.
   const int wg = cw / 4;
@@ -707,31 +684,13 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
 #pragma unroll
   for (int i = 0; i < DT; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
   float m_a = -INFINITY, m_b = -INFINITY, l_a = 0.f, l_b = 0.f;
-  float* of = &o[0][0];
   const uint32_t q_addr = smem_addr(t.sq) + wg * 64 * 128;  // this warpgroup's rows in each region
   for (int j = 0; j < t.nblocks; ++j) {
     const int s = j % S;
     mbar_wait(&full[s], (j / S) & 1);
     fence_async_shared();
-    float sc[NT][4];
-    float* sf = &sc[0][0];
-    QkDesc<HD> dq;
-    make_qk_desc<HD>(dq, q_addr, smem_addr(t.sk + s * kStage));
-    pin_registers64(sf);
-    wgmma_fence();
-    qk_chain_n128<T, HD>(sf, dq);
-    wgmma_wait<0>();
-    pin_registers64(sf);
-    online_softmax<NT, DT>(sc, o, j * kWsBlockN, t.lim_min, t.lim_a, t.lim_b, a.qk_scale, m_a, m_b, l_a, l_b, lane);
-    uint32_t pa[NT / 2][4];
-    pack_p<T, NT>(sc, pa);
-    VDesc dv;
-    make_v_desc(dv, smem_addr(t.sv + s * kStage));
-    pin_o<HD>(of);
-    wgmma_fence();
-    pv_chain_ws<T, HD>(of, pa, dv);
-    wgmma_wait<0>();
-    pin_o<HD>(of);
+    wgmma_block<T, HD, kWsBlockM, kWsBlockN>(o, q_addr, t.sk + s * kStage, t.sv + s * kStage, j * kWsBlockN, t,
+                                             a.qk_scale, m_a, m_b, l_a, l_b, lane);
     mbar_arrive(&empty[s]);  // this thread's MMAs of the stage have completed
   }
   finish_rows<T, DT>(a, t, o, m_a, m_b, l_a, l_b, lane);
