@@ -254,3 +254,16 @@ def test_sonicore_isa_caps_turn_amx_off():
     best = bool(_backend.C.cpu_has_amx()) if not os.environ.get("SONICORE_ISA") else has["amx"]
     assert not has["avx512"] and not has["avx2"]
     assert has["amx"] == has[""] == has["bogus"] == best
+
+
+def test_cuda_kernel_choice_from_environment(monkeypatch):
+    # SONICORE_CUDA_ATTENTION picks the CUDA kernel; a value naming none is an error, not a silent
+    # fall-back to the default kernel (checked before any CUDA call, so it runs without a GPU).
+    monkeypatch.delenv(_backend.CUDA_ATTENTION_ENV, raising=False)
+    assert _backend.cuda_attention_choice() == "mma"
+    for name in _backend.CUDA_ATTENTION_CHOICES:
+        monkeypatch.setenv(_backend.CUDA_ATTENTION_ENV, name)
+        assert _backend.cuda_attention_choice() == name
+    monkeypatch.setenv(_backend.CUDA_ATTENTION_ENV, "wgma")
+    with pytest.raises(ValueError, match="SONICORE_CUDA_ATTENTION='wgma': expected one of mma, wgmma, wgmma-ws"):
+        _backend.cuda_attention_choice()

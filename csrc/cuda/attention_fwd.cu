@@ -743,6 +743,8 @@ Kernel pick_kernel() {
   const char* pick = std::getenv("SONICORE_CUDA_ATTENTION");
   if (pick == nullptr) return Kernel::mma;
   const std::string want(pick);
+  SONICORE_CHECK(want.empty() || want == "mma" || want == "wgmma" || want == "wgmma-ws",
+                 "SONICORE_CUDA_ATTENTION='" + want + "': expected one of mma, wgmma, wgmma-ws");
   if (want != "wgmma" && want != "wgmma-ws") return Kernel::mma;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return Kernel::mma;
