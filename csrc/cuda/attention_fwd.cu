@@ -616,10 +616,15 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 }
 // Spins until the phase with the given parity has completed (acquire: what the arriving threads
-// wrote before they arrived is visible afterwards).
+// wrote before they arrived is visible afterwards). WATCHDOG: a wait that outlasts 2^24 polls (a
+// second or more; a stage normally turns over within microseconds) traps, so a protocol error
+// fails the call with a CUDA error instead of hanging the process. The producer's waits have it
+// and it waits for the last stages' release before it exits, so it outlives any consumer wait;
+// the consumers' own waits would cost them a register they lack.
+template <bool WATCHDOG>
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
   uint32_t done;
-  do {
+  for (uint32_t polls = 0;; ++polls) {
     asm volatile(
         "{\n"
         " .reg .pred p;\n"
@@ -629,7 +634,9 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
         : "=r"(done)
         : "r"(smem_addr(bar)), "r"(parity)
         : "memory");
-  } while (!done);
+    if (done) return;
+    if (WATCHDOG && polls == (1u << 24)) __trap();
+  }
 }
 
 #endif
@@ -663,7 +670,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
     for (int j = 0; j < t.nblocks; ++j) {
       const int s = j % S, n0 = j * kWsBlockN, valid = min(kWsBlockN, t.kend - n0);
-      if (j >= S) mbar_wait(&empty[s], ((j / S) - 1) & 1);  // the consumers are done with block j - S
+      if (j >= S) mbar_wait<true>(&empty[s], ((j / S) - 1) & 1);  // the consumers are done with block j - S
       if (j == 0) load_tile<T, HD, kWsBlockM, true, kWsProducerThreads>(t.sq, t.qg, a.qs[2], t.vrows, tid);
       load_tile<T, HD, kWsBlockN, true, kWsProducerThreads>(t.sk + s * kStage, t.kg + int64_t(n0) * a.ks[2],
                                                             a.ks[2], valid, tid);
@@ -674,6 +681,9 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
       fence_async_shared();  // this thread's copies, made visible to the async proxy (wgmma)
       mbar_arrive(&full[s]);
     }
+    // The last stages' release, under the watchdog too: a consumer stuck on a "full" wait (which
+    // has none) then traps the kernel through this wait rather than hanging it.
+    for (int j = max(0, t.nblocks - S); j < t.nblocks; ++j) mbar_wait<true>(&empty[j % S], (j / S) & 1);
     return;
   }
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegs));
@@ -687,7 +697,7 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
   const uint32_t q_addr = smem_addr(t.sq) + wg * 64 * 128;  // this warpgroup's rows in each region
   for (int j = 0; j < t.nblocks; ++j) {
     const int s = j % S;
-    mbar_wait(&full[s], (j / S) & 1);
+    mbar_wait<false>(&full[s], (j / S) & 1);
     fence_async_shared();
     wgmma_block<T, HD, kWsBlockM, kWsBlockN>(o, q_addr, t.sk + s * kStage, t.sv + s * kStage, j * kWsBlockN, t,
                                              a.qk_scale, m_a, m_b, l_a, l_b, lane);
