@@ -231,10 +231,15 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results[backend] = fl / t / 1e12
         except Exception as exc:  # noqa: BLE001 - a backend that fails must not lose the row
             results[backend] = f"{type(exc).__name__}: {exc}"[:120]
-    # The Hopper (wgmma) CUDA kernels, opt-in until measured (docs/attention.md).
+    # The Hopper (wgmma) CUDA kernels, opt-in until measured (docs/attention.md); left out where
+    # bench/gpu/run.sh found their tests failing (SONICORE_BENCH_OPTIN_KERNELS=0).
     from sonicore import _backend
+    optin = os.environ.get("SONICORE_BENCH_OPTIN_KERNELS", "1") != "0"
     for kernel in ("wgmma", "wgmma-ws"):
         if not _backend.wgmma_attention_runs(kernel):
+            continue
+        if not optin:
+            results["cuda_" + kernel.replace("-", "_")] = "left out (its tests failed)"
             continue
         name = "cuda_" + kernel.replace("-", "_")
         os.environ["SONICORE_CUDA_ATTENTION"] = kernel
@@ -254,6 +259,9 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
         cfg = tri.default_config(q, hd, variant)
         if variant == "ws" and not tri._ws_ok(q, k, v):
             results["triton_ws"] = "not Hopper"
+            continue
+        if variant == "ws" and not optin:
+            results["triton_ws"] = "left out (its tests failed)"
             continue
         try:
             t = cuda_time(lambda: tri.forward(q, k, v, out, lse, hd ** -0.5, causal, None, None, config=cfg))

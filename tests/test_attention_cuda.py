@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import _optin
 from attention_reference import reference
 from sonicore import _backend
 from sonicore.ops import attention
@@ -20,6 +21,7 @@ def cuda_kernel(request, monkeypatch):
     """Every test runs the sm_80 kernel (mma.sync) and, on an sm_90 GPU with an sm_90a build, the
     Hopper kernels (wgmma: one warpgroup per CTA; wgmma-ws: warp-specialised), which
     SONICORE_CUDA_ATTENTION selects."""
+    _optin.select(request.param != "mma")
     if request.param != "mma":
         if not _backend.wgmma_attention_runs(request.param):
             pytest.skip(f"the {request.param} kernel needs an sm_90 GPU and an sm_90a build")

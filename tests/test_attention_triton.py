@@ -8,6 +8,7 @@ warp-specialised loop over per-head descriptors (Hopper; in the interpreter, its
 import pytest
 import torch
 
+import _optin
 from attention_reference import assert_close_to_reference, random_qkv, reference
 from sonicore import _backend
 from sonicore.ops import attention
@@ -22,6 +23,7 @@ VARIANTS = ["loop", "split-tma", "ws"] if DEVICE == "cuda" else ["loop", "split"
 
 @pytest.fixture(params=VARIANTS, autouse=True)
 def variant(request, monkeypatch):
+    _optin.select(request.param == "ws" and DEVICE == "cuda")
     tri = _backend.triton_kernels("attention")
     monkeypatch.setattr(tri, "DEFAULT_VARIANT", request.param)
     if request.param == "split-tma" and DEVICE == "cpu":

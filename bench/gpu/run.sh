@@ -76,11 +76,26 @@ files=$(files_with "gpu or triton" "$ROOT/tests")
 eval "TEST_ARGS=(${GPU_TEST_ARGS:-})"; eval "BENCH_ARGS=(${GPU_BENCH_ARGS:-})"  # shell words: -k 'a or b' works
 RESERVE=170; [ "${GPU_SKIP_BENCH:-0}" = 1 ] && RESERVE=10
 [ -n "${GPU_TUNE_ARGS:-}" ] && RESERVE=$((RESERVE + 120))  # the tuning probes run before the benchmarks
-timeout $(left $RESERVE 300) "$PY" -m pytest -q -p no:cacheprovider -m "gpu or triton" $files "${TEST_ARGS[@]}" \
-    -rA --durations=15 > "$OUT/gpu_tests.txt" 2>&1; rc=$?
+# The kernels that have never run on a GPU (the opt-in Hopper attention kernels, tests/_optin.py)
+# are tested after the others in a process of their own: a trap or hang there cannot take the
+# other tests' results with it. If they fail, the tuning probes and benchmarks leave them out.
+SONICORE_TEST_OPTIN_KERNELS=skip timeout $(left $((RESERVE + 60)) 300) "$PY" -m pytest -q -p no:cacheprovider \
+    -m "gpu or triton" $files "${TEST_ARGS[@]}" -rA --durations=15 > "$OUT/gpu_tests.txt" 2>&1; rc=$?
 tail -40 "$OUT/gpu_tests.txt"
 [ "$rc" -eq 0 ] || { echo "GPU tests: exit $rc"; status=1; }
 echo "tests done: $(( $(date +%s) - t0 )) s"
+optin_files=$(for f in $files; do case "$f" in */test_attention_cuda.py|*/test_attention_triton.py) echo "$f";; esac; done)
+if [ -n "$optin_files" ]; then
+  SONICORE_TEST_OPTIN_KERNELS=only timeout $(left $RESERVE 120) "$PY" -m pytest -q -p no:cacheprovider \
+      -m "gpu or triton" $optin_files "${TEST_ARGS[@]}" -rA --durations=10 > "$OUT/gpu_tests_optin.txt" 2>&1; rc=$?
+  tail -25 "$OUT/gpu_tests_optin.txt"
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then  # 5: nothing collected (GPU_TEST_ARGS filtered them out)
+    echo "opt-in kernel tests: exit $rc (the tuning probes and benchmarks leave those kernels out)"
+    export SONICORE_BENCH_OPTIN_KERNELS=0
+    status=1
+  fi
+  echo "opt-in kernel tests done: $(( $(date +%s) - t0 )) s"
+fi
 
 # 2b. Tuning probes (bench/gpu/tune.py) when GPU_TUNE_ARGS is set, e.g. "--skip-mmaudio --only stft,attention".
 if [ -n "${GPU_TUNE_ARGS:-}" ]; then
