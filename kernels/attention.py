@@ -319,20 +319,14 @@ def _ws_ok(q, k, v):
             and _ws_triton())
 
 
-def _scratch_allocator(device):
-    """Global scratch for the descriptors the "ws" kernel builds on the device (Triton asks for it
-    at launch), as torch memory on `device`."""
-    def alloc(size, alignment, stream):
-        return torch.empty(size, dtype=torch.int8, device=device)
-    return alloc
-
-
 def _with_allocator(device, launch):
-    """Runs launch() with sonicore's scratch allocator set for this context only: Triton reads
-    its allocator from a context variable at launch, and a caller's own allocator is restored
-    afterwards (triton.set_allocator would replace it for the whole program)."""
+    """Runs launch() with torch memory on `device` as the global scratch Triton asks for at launch
+    (the "ws" kernel builds its descriptors there), for this context only: Triton reads its
+    allocator from a context variable, and a caller's own allocator is restored afterwards
+    (triton.set_allocator would replace it for the whole program)."""
     from triton.runtime import _allocation
-    token = _allocation._allocator.set(_scratch_allocator(device))
+    token = _allocation._allocator.set(lambda size, alignment, stream: torch.empty(size, dtype=torch.int8,
+                                                                                   device=device))
     try:
         launch()
     finally:
@@ -376,6 +370,12 @@ def default_config(q, block_d, variant=None):
     if block_d <= 64:
         return 64, 64, 4, 3, variant
     return 128, 64, 8, 3, variant
+
+
+def _first_line(exc):
+    """The first line of an exception's message (a compiler's can run to pages), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else type(exc).__name__
 
 
 @functools.lru_cache(maxsize=None)
@@ -443,6 +443,7 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
                Nq == 1, Nk == 1)
         return (triton.cdiv(Nq, c[0]), B * Hq), flags, key
 
+    done = False
     if variant == "ws":
         grid, flags, key = launch_args(cfg)
         if key not in _WS_BROKEN and _ws_ok(q, k, v):
@@ -450,26 +451,27 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
             try:
                 _with_allocator(q.device, lambda: _attention_fwd_ws[grid](
                     q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, qk_scale, EVEN=even, WS=q.is_cuda, **flags))
-                variant = None
+                done = True
             except (triton.CompilationError, PTXASError, RuntimeError) as exc:
                 _WS_BROKEN.add(key)
-                first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
                 warnings.warn(f"triton attention: this Triton ({triton.__version__}) could not build the "
-                              f"warp-specialised kernel ({first}); this call shape uses the split kernel",
-                              RuntimeWarning)
-        if variant is not None:  # off Hopper, float32, a layout descriptors cannot address, or a failure
+                              f"warp-specialised kernel ({_first_line(exc)}); this call shape uses the split "
+                              f"kernel", RuntimeWarning)
+        if not done:  # off Hopper, float32, a layout descriptors cannot address, or a failure
             variant = "split-tma"
             cfg = default_config(q, block_d, variant) if config is None else cfg[:4] + (variant,)
-    if variant is not None:
+    if done:
+        pass
+    elif variant == "loop":
         grid, flags, key = launch_args(cfg)
-    if variant == "loop":
         _attention_fwd[grid](q, k, v, o, lse, *lens, *common, Hq, Nq, Nk, D, qk_scale, **flags)
-    elif variant is not None:
+    else:
+        grid, flags, key = launch_args(cfg)
+
         def split(kd, vd, tma):
             _attention_fwd_split[grid](q, k, v, o, lse, *lens, kd, vd, *common, Hq, Hkv, Nq, Nk, D,
                                        qk_scale, TMA=tma, **flags)
 
-        done = False
         if (variant == "split-tma" and key not in _TMA_BROKEN and _tma_ok(k, block_d, D)
                 and _tma_ok(v, block_d, D)):
             from triton.tools.tensor_descriptor import TensorDescriptor
@@ -481,7 +483,7 @@ def forward(q, k, v, out, lse, scale, causal, q_lens, kv_lens, config=None):
             except PTXASError as exc:  # a compiler crash on this specialisation: pointer loads instead
                 _TMA_BROKEN.add(key)
                 warnings.warn(f"triton attention: the PTX assembler failed on the descriptor (TMA) kernel "
-                              f"({str(exc).splitlines()[0][:120]}); this call shape uses pointer loads", RuntimeWarning)
+                              f"({_first_line(exc)}); this call shape uses pointer loads", RuntimeWarning)
         if not done:
             split(dummy, dummy, False)
     if not direct:
