@@ -219,14 +219,20 @@ __device__ __forceinline__ Tile<T> tile_setup(const Args& a, unsigned char* smem
   return t;
 }
 
+// K and V rows [n0, n0 + BN) of the tile's head (zero-filled from kend on) into stage `st` of
+// BN-row tiles, by NTHR threads.
+template <typename T, int HD, int BN, bool SW128, int NTHR = kWarps * 32>
+__device__ __forceinline__ void load_kv(const Tile<T>& t, const Args& a, int st, int n0, int tid) {
+  const int valid = min(BN, t.kend - n0);
+  load_tile<T, HD, BN, SW128, NTHR>(t.sk + st * BN * HD, t.kg + int64_t(n0) * a.ks[2], a.ks[2], valid, tid);
+  load_tile<T, HD, BN, SW128, NTHR>(t.sv + st * BN * HD, t.vg + int64_t(n0) * a.vs[2], a.vs[2], valid, tid);
+}
+
 // Q and the first key block's K / V into shared memory (one copy group).
 template <typename T, int HD, bool SW128>
 __device__ __forceinline__ void load_first(const Tile<T>& t, const Args& a, int tid) {
   load_tile<T, HD, kBlockM, SW128>(t.sq, t.qg, a.qs[2], t.vrows, tid);
-  if (t.nblocks > 0) {
-    load_tile<T, HD, kBlockN, SW128>(t.sk, t.kg, a.ks[2], min(kBlockN, t.kend), tid);
-    load_tile<T, HD, kBlockN, SW128>(t.sv, t.vg, a.vs[2], min(kBlockN, t.kend), tid);
-  }
+  if (t.nblocks > 0) load_kv<T, HD, kBlockN, SW128>(t, a, 0, 0, tid);
   cp_async_commit();
 }
 
@@ -235,11 +241,7 @@ __device__ __forceinline__ void load_first(const Tile<T>& t, const Args& a, int 
 template <typename T, int HD, bool SW128>
 __device__ __forceinline__ void next_stage(const Tile<T>& t, const Args& a, int j, int tid) {
   if (j + 1 < t.nblocks) {
-    const int n1 = (j + 1) * kBlockN, st = (j + 1) & 1;
-    load_tile<T, HD, kBlockN, SW128>(t.sk + st * kBlockN * HD, t.kg + int64_t(n1) * a.ks[2], a.ks[2],
-                                     min(kBlockN, t.kend - n1), tid);
-    load_tile<T, HD, kBlockN, SW128>(t.sv + st * kBlockN * HD, t.vg + int64_t(n1) * a.vs[2], a.vs[2],
-                                     min(kBlockN, t.kend - n1), tid);
+    load_kv<T, HD, kBlockN, SW128>(t, a, (j + 1) & 1, (j + 1) * kBlockN, tid);
     cp_async_commit();
     cp_async_wait<1>();
   } else {
@@ -669,13 +671,10 @@ __global__ void __launch_bounds__(kWsThreads, 1) flash_fwd_sm90_ws(Args a) {
   if (producer) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegs));
     for (int j = 0; j < t.nblocks; ++j) {
-      const int s = j % S, n0 = j * kWsBlockN, valid = min(kWsBlockN, t.kend - n0);
+      const int s = j % S;
       if (j >= S) mbar_wait<true>(&empty[s], ((j / S) - 1) & 1);  // the consumers are done with block j - S
       if (j == 0) load_tile<T, HD, kWsBlockM, true, kWsProducerThreads>(t.sq, t.qg, a.qs[2], t.vrows, tid);
-      load_tile<T, HD, kWsBlockN, true, kWsProducerThreads>(t.sk + s * kStage, t.kg + int64_t(n0) * a.ks[2],
-                                                            a.ks[2], valid, tid);
-      load_tile<T, HD, kWsBlockN, true, kWsProducerThreads>(t.sv + s * kStage, t.vg + int64_t(n0) * a.vs[2],
-                                                            a.vs[2], valid, tid);
+      load_kv<T, HD, kWsBlockN, true, kWsProducerThreads>(t, a, s, j * kWsBlockN, tid);
       cp_async_commit();
       cp_async_wait<0>();
       fence_async_shared();  // this thread's copies, made visible to the async proxy (wgmma)
