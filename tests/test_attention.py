@@ -256,14 +256,15 @@ def test_sonicore_isa_caps_turn_amx_off():
     assert has["amx"] == has[""] == has["bogus"] == best
 
 
+@pytest.mark.skipif(not hasattr(_backend.C, "attention_cuda_choice"), reason="needs sonicore built with CUDA")
 def test_cuda_kernel_choice_from_environment(monkeypatch):
     # SONICORE_CUDA_ATTENTION picks the CUDA kernel; a value naming none is an error, not a silent
-    # fall-back to the default kernel (checked before any CUDA call, so it runs without a GPU).
-    monkeypatch.delenv(_backend.CUDA_ATTENTION_ENV, raising=False)
-    assert _backend.cuda_attention_choice() == "mma"
-    for name in _backend.CUDA_ATTENTION_CHOICES:
-        monkeypatch.setenv(_backend.CUDA_ATTENTION_ENV, name)
-        assert _backend.cuda_attention_choice() == name
-    monkeypatch.setenv(_backend.CUDA_ATTENTION_ENV, "wgma")
+    # fall-back to the default kernel. The rule the CUDA call applies (C++), which needs no GPU.
+    monkeypatch.delenv("SONICORE_CUDA_ATTENTION", raising=False)
+    assert _backend.C.attention_cuda_choice() == "mma"
+    for name in ("mma", "wgmma", "wgmma-ws"):
+        monkeypatch.setenv("SONICORE_CUDA_ATTENTION", name)
+        assert _backend.C.attention_cuda_choice() == name
+    monkeypatch.setenv("SONICORE_CUDA_ATTENTION", "wgma")
     with pytest.raises(ValueError, match="SONICORE_CUDA_ATTENTION='wgma': expected one of mma, wgmma, wgmma-ws"):
-        _backend.cuda_attention_choice()
+        _backend.C.attention_cuda_choice()

@@ -19,6 +19,15 @@
 #include "sonicore/attention.h"
 
 namespace sonicore {
+
+const char* attention_cuda_choice() {
+  const char* pick = std::getenv("SONICORE_CUDA_ATTENTION");
+  const std::string want = pick ? pick : "";
+  SONICORE_CHECK(want.empty() || want == "mma" || want == "wgmma" || want == "wgmma-ws",
+                 "SONICORE_CUDA_ATTENTION='" + want + "': expected one of mma, wgmma, wgmma-ws");
+  return want == "wgmma" ? "wgmma" : want == "wgmma-ws" ? "wgmma-ws" : "mma";
+}
+
 namespace {
 
 constexpr int kWarps = 4;
@@ -748,13 +757,9 @@ void dispatch_hd(const Args& a, int hd, bool causal, int batch, Kernel which, cu
 // current device is compute capability 9.0, and SONICORE_CUDA_ATTENTION asks for it ("wgmma":
 // one warpgroup per CTA; "wgmma-ws": the warp-specialised one); anything else runs mma.sync.
 Kernel pick_kernel() {
+  const std::string want = attention_cuda_choice();
 #if defined(SONICORE_CUDA_SM90A)
-  const char* pick = std::getenv("SONICORE_CUDA_ATTENTION");
-  if (pick == nullptr) return Kernel::mma;
-  const std::string want(pick);
-  SONICORE_CHECK(want.empty() || want == "mma" || want == "wgmma" || want == "wgmma-ws",
-                 "SONICORE_CUDA_ATTENTION='" + want + "': expected one of mma, wgmma, wgmma-ws");
-  if (want != "wgmma" && want != "wgmma-ws") return Kernel::mma;
+  if (want == "mma") return Kernel::mma;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return Kernel::mma;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||

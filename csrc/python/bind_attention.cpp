@@ -169,7 +169,10 @@ void bind_attention(py::module_& m) {
       py::arg("causal"), py::arg("q_lens") = 0, py::arg("kv_lens") = 0, py::arg("stream") = 0,
       "CUDA tensor-core attention forward (float16/bfloat16, head dim 64 or 128, sm_80+).");
   m.def("attention_cuda_kernels", []() { return std::string(sonicore::attention_cuda_kernels()); },
-        "The CUDA attention kernels compiled in: 'mma', or 'mma,wgmma' with the sm_90a kernel.");
+        "The CUDA attention kernels compiled in: 'mma', or 'mma,wgmma,wgmma-ws' with the sm_90a kernels.");
+  m.def("attention_cuda_choice", []() { return std::string(sonicore::attention_cuda_choice()); },
+        "The CUDA attention kernel SONICORE_CUDA_ATTENTION asks for ('mma' when unset); ValueError for "
+        "a value that names none.");
 #endif
 }
 

@@ -47,22 +47,6 @@ def cuda_attention_kernels() -> Tuple[str, ...]:
     return tuple(fn().split(",")) if fn is not None else ()
 
 
-CUDA_ATTENTION_ENV = "SONICORE_CUDA_ATTENTION"
-CUDA_ATTENTION_CHOICES = ("mma", "wgmma", "wgmma-ws")
-
-
-def cuda_attention_choice() -> str:
-    """The CUDA attention kernel SONICORE_CUDA_ATTENTION asks for ("mma" when unset); a value that
-    names no kernel is an error rather than a silent fall-back. A Hopper kernel asked for runs
-    only where wgmma_attention_runs(kernel) says so; elsewhere the call runs "mma"."""
-    v = os.environ.get(CUDA_ATTENTION_ENV, "").strip()
-    if not v:
-        return "mma"
-    if v not in CUDA_ATTENTION_CHOICES:
-        raise ValueError(f"{CUDA_ATTENTION_ENV}={v!r}: expected one of {', '.join(CUDA_ATTENTION_CHOICES)}")
-    return v
-
-
 def wgmma_attention_runs(kernel: str = "wgmma") -> bool:
     """Whether SONICORE_CUDA_ATTENTION=<kernel> ("wgmma" or "wgmma-ws") would run that Hopper kernel
     here (built, compute capability 9.0)."""
@@ -92,7 +76,6 @@ def triton_usable() -> Tuple[bool, str]:
 # on GPUs, whatever the installed Triton's default (3.10 turns it off). The CPU interpreter
 # ignores them.
 TRITON_OPTIONS = {"enable_fp_fusion": True}
-
 
 
 def triton_kernels(name: str):

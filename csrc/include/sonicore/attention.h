@@ -48,9 +48,12 @@ void attention_probs_cpu(const AttentionParams& p, const int32_t* heads, int64_t
 void attention_forward_cuda(const AttentionParams& p, void* stream);
 // Why the CUDA kernel cannot take `p` ("" when it can).
 const char* attention_cuda_unsupported(const AttentionParams& p);
-// The CUDA attention kernels in this build: "mma" (sm_80+), plus ",wgmma" when sm_90a was built
-// (that one runs on compute capability 9.0 when SONICORE_CUDA_ATTENTION=wgmma).
+// The CUDA attention kernels in this build: "mma" (sm_80+), plus ",wgmma,wgmma-ws" when sm_90a was
+// built (those run on compute capability 9.0 when SONICORE_CUDA_ATTENTION names them).
 const char* attention_cuda_kernels();
+// The kernel SONICORE_CUDA_ATTENTION asks for: "mma" (also when unset), "wgmma" or "wgmma-ws";
+// any other value throws ArgumentError.
+const char* attention_cuda_choice();
 #endif
 
 }  // namespace sonicore

@@ -229,7 +229,6 @@ def _cuda_layout_reason(ts) -> Optional[str]:
 
 
 def _run_cuda(qb, kb, vb, out, lse, scale, causal, q_lens, kv_lens):
-    _backend.cuda_attention_choice()  # a SONICORE_CUDA_ATTENTION value that names no kernel: ValueError
     B, Hq, Nq, D = qb.shape
     Hkv, Nk = kb.shape[1], kb.shape[2]
     ql = q_lens.contiguous() if q_lens is not None else None
