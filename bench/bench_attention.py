@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from sonicore import _backend
 from sonicore.ops import attention
 
-from _gpu_timing import cuda_time
+from _gpu_timing import cuda_time, optin_kernels_enabled
 from _interleave import interleaved_medians
 
 THREADS = 2
@@ -238,7 +238,7 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
     # The Hopper (wgmma) CUDA kernels, opt-in until measured (docs/attention.md); left out where
     # bench/gpu/run.sh found their tests failing (SONICORE_BENCH_OPTIN_KERNELS=0).
     from sonicore import _backend
-    optin = os.environ.get("SONICORE_BENCH_OPTIN_KERNELS", "1") != "0"
+    optin = optin_kernels_enabled()
     for kernel in ("wgmma", "wgmma-ws"):
         if not _backend.wgmma_attention_runs(kernel):
             continue

@@ -5,7 +5,7 @@ answers the questions the first run raised). Prints a table and writes OUT/tune.
 
 1. Triton STFT framing tiles (samples and frames per program, warps) on issue 2's case, next to
    torch.stft and the CUDA kernel.
-2. Triton attention variants ("loop", "split", "split-tma") and tiles: TFLOP/s of kernels/attention.py
+2. Triton attention variants ("split", "split-tma", "ws") and tiles: TFLOP/s of kernels/attention.py
    at head dim 64/128, N 4096/16384, causal or not, next to SDPA (default, flash, cuDNN) and our CUDA
    kernel in the same process (bf16, batch x N = 16k tokens, CUDA-event timing).
 3. MMAudio large_44k bf16, 8 s, 25 CFG steps: the first call (graph capture included) and the
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # bench/ (the _gpu_timing and bench_mmaudio helpers)
-from _gpu_timing import cuda_time  # noqa: E402
+from _gpu_timing import cuda_time, optin_kernels_enabled  # noqa: E402
 
 LINES = []
 OUT = "."
@@ -97,7 +97,7 @@ def attention_tiles(quick=False, few=False):
                     if c[4] == "ws" and not SMOKE and not tri._ws_ok(q, k, v):
                         row.append("n/a (not Hopper)")  # forward() would run its split-tma fallback
                         continue
-                    if c[4] == "ws" and os.environ.get("SONICORE_BENCH_OPTIN_KERNELS", "1") == "0":
+                    if c[4] == "ws" and not optin_kernels_enabled():
                         row.append("left out (tests failed)")
                         continue
                     out.fill_(float("nan"))
