@@ -237,15 +237,14 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
             results[backend] = f"{type(exc).__name__}: {exc}"[:120]
     # The Hopper (wgmma) CUDA kernels, opt-in until measured (docs/attention.md); left out where
     # bench/gpu/run.sh found their tests failing (SONICORE_BENCH_OPTIN_KERNELS=0).
-    from sonicore import _backend
     optin = optin_kernels_enabled()
     for kernel in ("wgmma", "wgmma-ws"):
+        name = "cuda_" + kernel.replace("-", "_")
         if not _backend.wgmma_attention_runs(kernel):
             continue
         if not optin:
-            results["cuda_" + kernel.replace("-", "_")] = "left out (its tests failed)"
+            results[name] = "left out (its tests failed)"
             continue
-        name = "cuda_" + kernel.replace("-", "_")
         os.environ["SONICORE_CUDA_ATTENTION"] = kernel
         try:
             t = cuda_time(lambda: attention(q, k, v, causal=causal, backend="cuda"))
@@ -260,18 +259,19 @@ def test_gpu_attention_tflops(benchmark, hd, n, causal):
     out = torch.empty_like(q)
     lse = torch.empty(B, H, n, device="cuda", dtype=torch.float32)
     for variant in ("split", "split-tma", "ws"):
+        name = "triton_" + variant.replace("-", "_")
         cfg = tri.default_config(q, hd, variant)
         if variant == "ws" and not tri._ws_ok(q, k, v):
-            results["triton_ws"] = "not Hopper"
+            results[name] = "not Hopper"
             continue
         if variant == "ws" and not optin:
-            results["triton_ws"] = "left out (its tests failed)"
+            results[name] = "left out (its tests failed)"
             continue
         try:
             t = cuda_time(lambda: tri.forward(q, k, v, out, lse, hd ** -0.5, causal, None, None, config=cfg))
-            results[f"triton_{variant.replace('-', '_')}"] = fl / t / 1e12
+            results[name] = fl / t / 1e12
         except Exception as exc:  # noqa: BLE001
-            results[f"triton_{variant.replace('-', '_')}"] = f"{type(exc).__name__}: {exc}"[:120]
+            results[name] = f"{type(exc).__name__}: {exc}"[:120]
     results["sdpa_default"] = fl / cuda_time(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)) / 1e12
     for name, kind in (("sdpa_flash", SDPBackend.FLASH_ATTENTION), ("sdpa_cudnn", SDPBackend.CUDNN_ATTENTION)):
         try:
