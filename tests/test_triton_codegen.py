@@ -73,16 +73,23 @@ def test_stft_frame_kernel_vectorises_interior_frames(frames):
     assert ops.get("st.global.v4.b32", 0) >= 2 * frames, ops
 
 
-def _attention_job(variant, causal):
+def _attention_signature(desc=None):
+    """The run-time arguments of kernels/attention.py's bf16 kernels, in order; desc: the K_DESC /
+    V_DESC type of the split kernel (which also takes Hkv), None for the others."""
     sig = {n: "*bf16" for n in ("Q", "K", "V", "O")}
     sig.update({"LSE": "*fp32", "QLENS": "*i32", "KVLENS": "*i32"})
-    if variant != "loop":
-        desc = "tensordesc<bf16[64,64]>" if variant.startswith("split-tma") else "*i32"
+    if desc:
         sig.update({"K_DESC": desc, "V_DESC": desc})
     ints = "sqb sqh sqn skb skh skn svb svh svn sob soh son Hq".split()
-    ints += ([] if variant == "loop" else ["Hkv"]) + ["Nq", "Nk", "D"]
+    ints += (["Hkv"] if desc else []) + ["Nq", "Nk", "D"]
     sig.update({n: "i32" for n in ints})
     sig["qk_scale"] = "fp32"
+    return sig
+
+
+def _attention_job(variant, causal):
+    desc = None if variant == "loop" else "tensordesc<bf16[64,64]>" if variant.startswith("split-tma") else "*i32"
+    sig = _attention_signature(desc)
     consts = dict(GROUP=1, CAUSAL=causal, HAS_QLENS=False, HAS_KVLENS=False, IEEE=False,
                   BLOCK_M=64, BLOCK_N=64, BLOCK_D=64)
     if variant != "loop":
@@ -118,10 +125,7 @@ def test_attention_kernels_compile_to_wgmma_for_sm90(attention_ptx_ops, variant,
 
 
 def _ws_job(causal, even, block_n, lens):
-    sig = {n: "*bf16" for n in ("Q", "K", "V", "O")}
-    sig.update({"LSE": "*fp32", "QLENS": "*i32", "KVLENS": "*i32"})
-    sig.update({n: "i32" for n in "sqb sqh sqn skb skh skn svb svh svn sob soh son Hq Nq Nk D".split()})
-    sig["qk_scale"] = "fp32"
+    sig = _attention_signature()
     consts = dict(GROUP=1, CAUSAL=causal, HAS_QLENS=lens, HAS_KVLENS=lens, IEEE=False,
                   BLOCK_M=128, BLOCK_N=block_n, BLOCK_D=128, EVEN=even, WS=True)
     sig.update({n: "constexpr" for n in consts})
