@@ -61,18 +61,23 @@ def sm90_sass(tmp_path_factory):
     return kernels
 
 
+def _check_chains(name, hgmma, pv_steps):
+    """One key block's HGMMAs: Q K^T is hd / 16 MMAs over the head dim, P V `pv_steps` MMAs of 16
+    keys each, with a wait after the last of each chain only; P V reads V through a transposed
+    descriptor, Q K^T both operands from descriptors."""
+    hd = 128 if "Li128E" in name else 64
+    assert len(hgmma) == hd // 16 + pv_steps, (name, len(hgmma))
+    waits = [i for i, line in enumerate(hgmma) if "gsb0" in line]
+    assert waits == [hd // 16 - 1, len(hgmma) - 1], (name, hgmma)
+    assert sum(".tnspB" in line for line in hgmma) == pv_steps, (name, hgmma)
+
+
 def test_hopper_kernels_issue_each_mma_chain_back_to_back(sm90_sass):
-    # 2 dtypes x head dim 64 / 128 x causal or not.
+    # 2 dtypes x head dim 64 / 128 x causal or not; 64-key blocks.
     one_wg = {n: v for n, v in sm90_sass.items() if "flash_fwd_sm90_ws" not in n}
     assert len(one_wg) == 8, sorted(sm90_sass)
     for name, hgmma in one_wg.items():
-        hd = 128 if "Li128E" in name else 64
-        # Q K^T: hd / 16 MMAs over the head dim; P V: 4 MMAs over 64 keys; a wait after the last of each.
-        assert len(hgmma) == hd // 16 + 4, (name, len(hgmma))
-        waits = [i for i, line in enumerate(hgmma) if "gsb0" in line]
-        assert waits == [hd // 16 - 1, len(hgmma) - 1], (name, hgmma)
-        # P V reads V through a transposed descriptor, Q K^T both operands from descriptors.
-        assert sum(".tnspB" in line for line in hgmma) == 4, (name, hgmma)
+        _check_chains(name, hgmma, 4)
 
 
 def test_warp_specialised_hopper_kernel(sm90_sass):
@@ -84,10 +89,7 @@ def test_warp_specialised_hopper_kernel(sm90_sass):
     for name, lines in ws.items():
         hd = 128 if "Li128E" in name else 64
         hgmma = [line for line in lines if "HGMMA" in line]
-        assert len(hgmma) == hd // 16 + 8, (name, len(hgmma))
+        _check_chains(name, hgmma, 8)
         assert all("64x128x16" in line for line in hgmma[:hd // 16]), (name, hgmma)
-        waits = [i for i, line in enumerate(hgmma) if "gsb0" in line]
-        assert waits == [hd // 16 - 1, len(hgmma) - 1], (name, hgmma)
-        assert sum(".tnspB" in line for line in hgmma) == 8, (name, hgmma)
         assert any("USETMAXREG.DEALLOC" in line for line in lines), name
         assert any("USETMAXREG.TRY_ALLOC" in line for line in lines), name
