@@ -4,12 +4,13 @@
 // The tile unit multiplies bf16 matrices into float32 accumulators, 16 x 16 x 32 per
 // instruction (TDPBF16PS, ~15x the float32 FMA rate of AVX-512 on this class of CPU). bfloat16
 // inputs are exact in bf16: QK^T is one tile product, and P is rounded to bf16 for PV (as the GPU
-// flash kernels do). Other dtypes (only when asked, isa = 3: at head dim 64 they take 0.88-0.91x
-// of the AVX-512 kernel's time on one thread here and 1.1-2.1x on two, and slow down whenever
-// another thread shares the core's tile unit) are split exactly into bf16 parts by truncation,
-// x = x0 + x1 + x2 (x0 the top 8 significant bits, x1 the next 8, x2 the rest), and a product
-// x * y is summed from the part products x_i * y_j with i + j <= 2 (the dropped ones are below
-// 2^-24 |x y|): 6 tile products each for float32 QK^T and PV, P split in three too. The split
+// flash kernels do). Other dtypes (only when asked, isa = 3: at head dim 64 they take
+// 0.88-0.95x of the AVX-512 kernel's time on one thread here and 1.1-2.3x on two, and run at
+// half speed for stretches of seconds on this VM; docs/attention.md, AMX) are split exactly into
+// bf16 parts by truncation, x = x0 + x1 + x2 (x0 the top 8 significant bits, x1 the next 8, x2
+// the rest), and a product x * y is summed from the part products x_i * y_j with i + j <= 2
+// (the dropped ones are below 2^-24 |x y|): 6 tile products each for float32 QK^T and PV, P
+// split in three too. The split
 // is exact for finite values only, so such calls with NaN / inf inputs are declined
 // (forward_amx returns false).
 //
