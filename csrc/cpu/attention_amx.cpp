@@ -10,9 +10,8 @@
 // bf16 parts by truncation, x = x0 + x1 + x2 (x0 the top 8 significant bits, x1 the next 8, x2
 // the rest), and a product x * y is summed from the part products x_i * y_j with i + j <= 2
 // (the dropped ones are below 2^-24 |x y|): 6 tile products each for float32 QK^T and PV, P
-// split in three too. The split
-// is exact for finite values only, so such calls with NaN / inf inputs are declined
-// (forward_amx returns false).
+// split in three too. The split is exact for finite values only, so such calls with NaN / inf
+// inputs are declined (forward_amx returns false).
 //
 // A task is (b, head, up to 128 query rows) in 32-row sub-blocks (two 16-row tiles); keys go
 // 256 at a time, each key block serving every sub-block while it is in cache. Per sub-block and
