@@ -126,6 +126,59 @@ def test_torch_backend_matches_reference(rng, dtype):
     assert_close_to_reference(out, lse, q, k, v, causal=True, q_lens=ql, kv_lens=kl)
 
 
+def _sdpa_grads(q, k, v, causal, kv_lens, gout):
+    """Gradients of (gout * out).sum() w.r.t. q, k, v through torch's SDPA in float64."""
+    q64, k64, v64 = (t.detach().double().requires_grad_() for t in (q, k, v))
+    B, H, Nq, _ = q.shape
+    Nk = k.shape[2]
+    kl = [Nk] * B if kv_lens is None else list(kv_lens)
+    mask = torch.zeros(B, 1, Nq, Nk, dtype=torch.bool)
+    for b in range(B):  # keys past kv_lens[b] hidden; causal aligned to (Nq, kv_lens[b])
+        mask[b, 0, :, :kl[b]] = torch.ones(Nq, kl[b], dtype=torch.bool).tril(kl[b] - Nq) if causal else True
+    out = torch.nn.functional.scaled_dot_product_attention(q64, k64, v64, attn_mask=mask)
+    return torch.autograd.grad((out * gout.double()).sum(), (q64, k64, v64))
+
+
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_autograd_takes_the_torch_backend_with_sdpa_gradients(rng, layout, causal):
+    # The kernels are forward-only: an input that requires grad must not be silently detached.
+    B, H, Nq, Nk, D = 2, 3, 7, 13, 24
+    q, k, v = random_qkv(rng, B, H, H, Nq, Nk, D, torch.float32)
+    kl = [int(rng.integers(Nk - Nq + 1, Nk + 1)), Nk]  # causal rows all keep a visible key
+    gout = torch.from_numpy(rng.standard_normal((B, H, Nq, D)).astype(np.float32))
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    args = [t.transpose(1, 2) if layout == "bnhd" else t for t in leaves]
+    out = attention(*args, causal=causal, kv_lens=kl, layout=layout)
+    out = out.transpose(1, 2) if layout == "bnhd" else out
+    assert out.requires_grad
+    grads = torch.autograd.grad((out * gout).sum(), leaves)
+    want = _sdpa_grads(q, k, v, causal, kl, gout)
+    for name, got, ref in zip("qkv", grads, want):
+        err = (got.double() - ref).abs().max().item()
+        assert err <= 1e-5 * (1 + ref.abs().max().item()), f"d{name}: max error {err}"
+
+
+def test_kernels_refuse_inputs_that_require_grad(rng):
+    q, k, v = (t.requires_grad_() for t in random_qkv(rng, 1, 2, 2, 9, 11, 32, torch.float32))
+    for backend in ("cpu", "triton", "cuda"):
+        with pytest.raises(_backend.BackendUnavailable, match=f"backend '{backend}' cannot take this call"):
+            attention(q, k, v, backend=backend)
+    with pytest.raises(_backend.BackendUnavailable, match="no backward pass.*torch.no_grad"):
+        attention(q, k, v, backend="cpu")
+    with pytest.raises(_backend.BackendUnavailable, match="no backward pass"):
+        attention_probs(q, k, backend="cpu")
+    # Without autograd recording, the kernel runs and nothing is recorded.
+    with torch.no_grad():
+        out = attention(q, k, v, backend="cpu")
+    assert not out.requires_grad
+    assert_close_to_reference(out, None, q.detach(), k.detach(), v.detach())
+    probs = attention_probs(q, k, heads=[1])
+    assert probs.requires_grad
+    (g,) = torch.autograd.grad(probs[..., 3].sum(), [q])
+    assert torch.isfinite(g).all() and g[:, 0].abs().max() == 0 and g[:, 1].abs().max() > 0
+
+
 def test_nan_propagates_without_crash(rng, isa):
     q, k, v = random_qkv(rng, 1, 2, 2, 20, 30, 64, torch.float32)
     q[0, 0, 3, 5] = float("nan")
