@@ -105,14 +105,32 @@ def triton_kernels(name: str):
     return module
 
 
+# Every kernel is forward-only; the torch reference is the one differentiable backend.
+NO_BACKWARD = ("it has no backward pass and an input requires grad: call it under torch.no_grad() "
+               "or torch.inference_mode(), or pass backend='torch' to differentiate")
+
+
+def records_grad(*tensors) -> bool:
+    """Whether autograd records an op on these tensors (grad mode on, one of them requires grad)."""
+    if not any(getattr(t, "requires_grad", False) for t in tensors):
+        return False
+    import torch
+    return torch.is_grad_enabled()
+
+
 def select_backend(op: str, device_type: str, requested: Optional[str],
-                   reasons: dict, order: Optional[Sequence[str]] = None) -> str:
+                   reasons: dict, order: Optional[Sequence[str]] = None, inputs: Sequence = ()) -> str:
     """Pick the backend for one call.
 
     reasons: backend name -> None if it can take this call, else a sentence why not.
     order: preference for the automatic choice; defaults to cuda, triton for CUDA tensors
     and cpu for CPU tensors, with torch (the reference) last.
+    inputs: the call's tensors (None allowed). When autograd records the call, every backend
+    but torch is out (NO_BACKWARD): the automatic choice differentiates, a forced kernel
+    raises, and no input is silently detached.
     """
+    if inputs and records_grad(*inputs):
+        reasons = {name: (NO_BACKWARD if why is None and name != "torch" else why) for name, why in reasons.items()}
     if requested is not None:
         if requested not in reasons:
             raise BackendUnavailable(

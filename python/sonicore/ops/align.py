@@ -150,7 +150,7 @@ def median_filter(x, width: int = 7, backend: Optional[str] = None):
         elif t.shape[-1] <= width // 2:
             reasons["cuda"] = "the input is shorter than the half window (returned unchanged by the reference)"
     name = select_backend("median_filter", t.device.type, backend, reasons,
-                          order=("cuda", "torch") if t.device.type == "cuda" else ("cpu", "torch"))
+                          order=("cuda", "torch") if t.device.type == "cuda" else ("cpu", "torch"), inputs=(t,))
     if name == "cpu":
         arr = cpu_view(t.contiguous())
         fn = C.median_filter_f32 if arr.dtype == np.float32 else C.median_filter_f64

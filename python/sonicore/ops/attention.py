@@ -170,24 +170,11 @@ def _torch_attention(qb, kb, vb, scale, causal, q_lens, kv_lens):
 
 # ----------------------------------------------------------------------------- backends
 
-def _needs_grad(*ts) -> bool:
-    """Whether autograd would record this call: only the torch backend has a backward."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in ts)
-
-
-_NO_BACKWARD = ("no backward pass, and an input requires grad; call it under torch.no_grad() / "
-                "torch.inference_mode(), or use backend='torch' to differentiate")
-
-
-def _backend_reasons(qb, shape, kv=(), grad=False):
+def _backend_reasons(qb, shape, kv=()):
     """backend -> None if it can take this call, else the sentence why not."""
     B, Hq, Hkv, Nq, Nk, D = shape
     dev = qb.device.type
     reasons = _backend.device_reasons(dev)
-    if grad:
-        for name in ("cpu", "cuda", "triton"):
-            if reasons.get(name) is None and name in reasons:
-                reasons[name] = f"{name} backend: {_NO_BACKWARD}"
     if reasons.get("cpu") is None and not hasattr(_backend.C, "attention_forward"):
         reasons["cpu"] = "cpu backend: this build of sonicore._C has no attention kernel"
     if reasons.get("cuda") is None:
@@ -290,18 +277,17 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
     causal = bool(causal)
     ql = _check_lens(q_lens, "q_lens", B, Nq, qt.device)
     kl = _check_lens(kv_lens, "kv_lens", B, Nk, qt.device)
-    # The kernels are forward-only: with autograd recording, the automatic choice is the torch
-    # backend (differentiable) and asking for a kernel is an error, never a silent detach.
-    grad = _needs_grad(qt, kt, vt)
-    if backend is None and not grad and qt.device.type == "cpu" and hasattr(_backend.C, "attention_forward"):
+    if (backend is None and qt.device.type == "cpu" and hasattr(_backend.C, "attention_forward")
+            and not _backend.records_grad(qt, kt, vt)):
         name = "cpu"  # the common case, decided without building every backend's reason
     else:
-        reasons = _backend_reasons(qb, shape, (kb, vb), grad)
+        reasons = _backend_reasons(qb, shape, (kb, vb))
         # On CUDA the Triton kernel goes first: on an H200 it measured 1.6-2.1x the TFLOP/s of
         # our mma.sync CUDA kernel at every shape tried (bench/RESULTS.md); CUDA is the fallback
         # when Triton is not installed.
         order = ("triton", "cuda", "torch") if qt.device.type == "cuda" else None
-        name = _backend.select_backend("attention", qt.device.type, backend, reasons, order=order)
+        name = _backend.select_backend("attention", qt.device.type, backend, reasons, order=order,
+                                       inputs=(qt, kt, vt))
 
     out_full = torch.empty_like(qt, memory_format=torch.contiguous_format)  # in the caller's layout
     ob = _as_bhnd(out_full, layout)
@@ -403,10 +389,8 @@ def attention_probs(q, k, *, heads: Optional[Sequence[int]] = None, scale: Optio
     reasons = {"cpu": _backend.device_reasons(qt.device.type, ("cpu",))["cpu"], "torch": None}
     if reasons["cpu"] is None and not hasattr(_backend.C, "attention_probs"):
         reasons["cpu"] = "cpu backend: this build of sonicore._C has no attention kernel"
-    if reasons["cpu"] is None and _needs_grad(qt, kt):
-        reasons["cpu"] = f"cpu backend: {_NO_BACKWARD}"
     name = _backend.select_backend("attention_probs", qt.device.type, backend, reasons,
-                                   order=("cpu", "torch"))
+                                   order=("cpu", "torch"), inputs=(qt, kt))
     out = torch.zeros((B, len(hs), Nq, Nk), dtype=torch.float32, device=qt.device)
     if out.numel() == 0:
         pass

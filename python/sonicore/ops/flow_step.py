@@ -51,11 +51,13 @@ def flow_step(x, velocity, dt: float, *, guidance=None, uncond=None, prev=None,
         The new state (``out``, or ``x`` updated in place); numpy in -> numpy out.
     """
     if (backend is None and uncond is None and prev is None and store is None and out is None
-            and copy_to is None and type(x) is torch.Tensor and type(velocity) is torch.Tensor and _fast_cpu(x, velocity, dt, guidance)):
+            and copy_to is None and type(x) is torch.Tensor and type(velocity) is torch.Tensor
+            and not _backend.records_grad(x, velocity) and _fast_cpu(x, velocity, dt, guidance)):
         return x
     xt, as_np = to_torch(x, "x")
     args = _prepare(xt, velocity, dt, guidance, uncond, prev, prev_weight, cur_weight, store, out, copy_to)
-    name = _backend.select_backend("flow_step", xt.device.type, backend, _reasons(xt.device.type))
+    name = _backend.select_backend("flow_step", xt.device.type, backend, _reasons(xt.device.type),
+                                   inputs=(xt, velocity, guidance, uncond, prev))
     _RUN[name](args)
     if as_np:  # hand back the caller's own array, updated in place
         return x if out is None else out

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .._backend import records_grad
 from ._arrays import from_torch, to_torch
 
 __all__ = ["mel_filterbank", "mel", "log_mel", "whisper_log_mel", "mmaudio_mel"]
@@ -199,8 +200,9 @@ def _signal(x, name="audio"):
 
 
 def _projection_on_cpu(t: torch.Tensor, backend: Optional[str]) -> bool:
-    """The fused C++ projection serves CPU data unless the torch reference is forced."""
-    return t.device.type == "cpu" and backend != "torch"
+    """The fused C++ projection serves CPU data unless the torch reference is forced or autograd
+    records the call (the kernel has no backward)."""
+    return t.device.type == "cpu" and backend != "torch" and not records_grad(t)
 
 
 @functools.lru_cache(maxsize=16)
@@ -351,7 +353,7 @@ def whisper_log_mel(audio, n_mels: int = 80, padding: int = 0, *, precision: Opt
     if t.shape[-1] + padding <= _WHISPER_N_FFT // 2:
         raise ValueError(f"audio must have more than {_WHISPER_N_FFT // 2} samples (reflect padding), "
                          f"got {t.shape[-1] + padding}")
-    if t.device.type == "cpu" and backend in (None, "cpu"):
+    if t.device.type == "cpu" and backend in (None, "cpu") and not records_grad(t):
         return from_torch(_whisper_log_mel_cpu(t, n_mels, int(padding), precision), was_numpy)
     if padding:
         t = torch.nn.functional.pad(t, (0, int(padding)))

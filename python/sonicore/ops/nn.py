@@ -47,16 +47,12 @@ def _cpu_reason(x: torch.Tensor, *tensors) -> Optional[str]:
     for t in (x,) + tensors:
         if t is not None and t.dtype != torch.float32:
             return f"the C++ kernel takes float32, got {t.dtype}"
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
-        return "the C++ kernel has no backward; call it under torch.no_grad()"
     return None
 
 
 def _triton_reason(x: torch.Tensor, *tensors) -> Optional[str]:
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return f"the Triton kernel takes float32/16/bfloat16, got {x.dtype}"
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
-        return "the Triton kernel has no backward; call it under torch.no_grad()"
     return None
 
 
@@ -67,7 +63,7 @@ def _pick(op: str, x: torch.Tensor, backend: Optional[str], *tensors, triton_ok:
     if reasons["triton"] is None:
         reasons["triton"] = triton_ok or _triton_reason(x, *tensors)
     order = ("triton", "torch") if x.device.type == "cuda" else ("cpu", "torch")
-    return select_backend(op, x.device.type, backend, reasons, order=order)
+    return select_backend(op, x.device.type, backend, reasons, order=order, inputs=(x,) + tensors)
 
 
 def _triton():

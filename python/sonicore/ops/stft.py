@@ -209,7 +209,7 @@ def stft(x, n_fft: int, hop_length: Optional[int] = None, win_length: Optional[i
         for k in ("cpu", "cuda", "triton"):
             if reasons[k] is None:
                 reasons[k] = f"pad_mode={pad_mode!r} is computed by the torch backend only"
-    name = select_backend("stft", x2.device.type, backend, reasons)
+    name = select_backend("stft", x2.device.type, backend, reasons, inputs=(x2, w))
     if name == "torch":
         out = _stft_torch(x2, w, n_fft, hop, center, pad_mode, normalized, onesided, output,
                           magnitude_eps, log_floor)
@@ -341,7 +341,7 @@ def istft(spec, n_fft: int, hop_length: Optional[int] = None, win_length: Option
         for k in ("cpu", "cuda", "triton"):
             if reasons[k] is None:
                 reasons[k] = "a complex output (return_complex=True) is computed by torch only"
-    name = select_backend("istft", s3.device.type, backend, reasons)
+    name = select_backend("istft", s3.device.type, backend, reasons, inputs=(s3, w))
     if name == "torch":
         try:
             out = torch.istft(s3, n_fft, hop, n_fft, w, center=center, normalized=normalized,
@@ -393,7 +393,7 @@ def rfft(x, *, backend: Optional[str] = None):
     n = t.shape[-1]
     reasons = device_reasons(t.device.type, ("cpu", "torch"))
     reasons["cpu"] = _cpu_reason(t.device.type, n)
-    name = select_backend("rfft", t.device.type, backend, reasons)
+    name = select_backend("rfft", t.device.type, backend, reasons, inputs=(t,))
     if name == "torch":
         return from_torch(torch.fft.rfft(t), was_numpy)
     t2 = t.reshape(-1, n).contiguous()
@@ -422,7 +422,7 @@ def irfft(spec, n: Optional[int] = None, *, backend: Optional[str] = None):
         raise ValueError("spec with one bin needs an explicit output length n")
     reasons = device_reasons(t.device.type, ("cpu", "torch"))
     reasons["cpu"] = _cpu_reason(t.device.type, n)
-    name = select_backend("irfft", t.device.type, backend, reasons)
+    name = select_backend("irfft", t.device.type, backend, reasons, inputs=(t,))
     if name == "torch":
         return from_torch(torch.fft.irfft(t, n=n), was_numpy)
     bins = n // 2 + 1

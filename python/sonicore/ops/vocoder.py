@@ -98,21 +98,17 @@ def anti_aliased_snake(x, alpha, inv_beta, up_filter, down_filter, *, backend: O
     params = (alpha, inv_beta, up_filter, down_filter)
 
     reasons = device_reasons(x.device.type, ("cpu", "triton", "torch"))
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x,) + params)
     if reasons["cpu"] is None:
         if not hasattr(C, "nn_aa_snake"):
             reasons["cpu"] = "this sonicore build has no fused vocoder kernel"
         elif x.dtype != torch.float32:
             reasons["cpu"] = f"the C++ kernel takes float32, got {x.dtype}"
-        elif grad:
-            reasons["cpu"] = "the C++ kernel has no backward; call it under torch.no_grad()"
     if reasons["triton"] is None:
         if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
             reasons["triton"] = f"the Triton kernel takes float32/16/bfloat16, got {x.dtype}"
-        elif grad:
-            reasons["triton"] = "the Triton kernel has no backward; call it under torch.no_grad()"
     order = ("triton", "torch") if x.device.type == "cuda" else ("cpu", "torch")
-    which = select_backend("anti_aliased_snake", x.device.type, backend, reasons, order=order)
+    which = select_backend("anti_aliased_snake", x.device.type, backend, reasons, order=order,
+                           inputs=(x,) + params)
 
     if which == "torch":
         return from_torch(_reference(x, *params), as_np)

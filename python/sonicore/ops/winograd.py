@@ -126,8 +126,6 @@ def _reasons(x: torch.Tensor, *tensors) -> dict:
             reasons["cpu"] = "this sonicore build has no Winograd kernels"
         elif any(t is not None and t.dtype != torch.float32 for t in (x,) + tensors):
             reasons["cpu"] = "the C++ Winograd kernels take float32 only"
-        elif torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x,) + tensors):
-            reasons["cpu"] = "the C++ kernel has no backward; call it under torch.no_grad()"
     return reasons
 
 
@@ -148,7 +146,8 @@ def winograd_input(x: torch.Tensor, plan: WinogradPlan, *, lens=None, backend: O
     B, N, Cin = x.shape
     lens = _lens(lens, B)
     T = plan.tiles(N)
-    be = select_backend("winograd_input", x.device.type, backend, _reasons(x), order=("cpu", "torch"))
+    be = select_backend("winograd_input", x.device.type, backend, _reasons(x), order=("cpu", "torch"),
+                        inputs=(x,))
     if be == "torch":
         half = plan.r // 2
         if lens is not None:
@@ -191,7 +190,7 @@ def winograd_output(M: torch.Tensor, n: int, plan: WinogradPlan, *, bias: Option
         raise ValueError(f"residual must be (B, n, C) = {(B, n, Ch)} and gate (B, 1 or n, C), got "
                          f"{tuple(residual.shape)} and {tuple(gate.shape)}")
     be = select_backend("winograd_output", M.device.type, backend, _reasons(M, bias, residual, gate),
-                        order=("cpu", "torch"))
+                        order=("cpu", "torch"), inputs=(M, bias, residual, gate))
     if be == "torch":
         at = torch.tensor(plan.at, dtype=M.dtype, device=M.device)
         y = torch.einsum("ip,pbtc->btic", at, M.view(plan.alpha, B, T, Ch)).reshape(B, T * plan.m, Ch)[:, :n]
