@@ -135,7 +135,8 @@ def _sdpa_grads(q, k, v, causal, kv_lens, gout):
     mask = torch.zeros(B, 1, Nq, Nk, dtype=torch.bool)
     for b in range(B):  # keys past kv_lens[b] hidden; causal aligned to (Nq, kv_lens[b])
         mask[b, 0, :, :kl[b]] = torch.ones(Nq, kl[b], dtype=torch.bool).tril(kl[b] - Nq) if causal else True
-    out = torch.nn.functional.scaled_dot_product_attention(q64, k64, v64, attn_mask=mask)
+    out = torch.nn.functional.scaled_dot_product_attention(q64, k64, v64, attn_mask=mask,
+                                                         enable_gqa=k.shape[1] != H)
     return torch.autograd.grad((out * gout.double()).sum(), (q64, k64, v64))
 
 
@@ -156,6 +157,46 @@ def test_autograd_takes_the_torch_backend_with_sdpa_gradients(rng, layout, causa
     want = _sdpa_grads(q, k, v, causal, kl, gout)
     for name, got, ref in zip("qkv", grads, want):
         err = (got.double() - ref).abs().max().item()
+        assert err <= 1e-5 * (1 + ref.abs().max().item()), f"d{name}: max error {err}"
+
+
+@pytest.mark.parametrize("layout", ["bhnd", "bnhd"])
+def test_torch_compile_keeps_attention_in_one_graph(rng, layout):
+    # fullgraph=True fails on any graph break: the kernels are reached through the sonicore::
+    # custom ops. aot_eager runs the ops' fake (shape) functions and their autograd formula.
+    B, H, Nq, Nk, D = 2, 4, 21, 37, 24
+    q, k, v = random_qkv(rng, B, H, 2, Nq, Nk, D, torch.float32)
+    ql, kl = [Nq, int(rng.integers(1, Nq))], [int(rng.integers(1, Nk)), Nk]
+    if layout == "bnhd":
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+
+    def fn(q, k, v):
+        out, lse = attention(q, k, v, causal=True, q_lens=ql, kv_lens=kl, return_lse=True, layout=layout)
+        return out * 2.0, lse, attention_probs(q, k, heads=[3, 0], kv_lens=kl, layout=layout)
+
+    torch._dynamo.reset()
+    got = torch.compile(fn, backend="aot_eager", fullgraph=True)(q, k, v)
+    want = fn(q, k, v)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    qb = q.transpose(1, 2) if layout == "bnhd" else q
+    kb, vb = (t.transpose(1, 2) if layout == "bnhd" else t for t in (k, v))
+    out = got[0] / 2
+    assert_close_to_reference(out.transpose(1, 2) if layout == "bnhd" else out, got[1], qb, kb, vb,
+                              causal=True, q_lens=ql, kv_lens=kl)
+
+    # Training through the compiled graph: the torch reference's gradients, checked against
+    # SDPA's in float64.
+    leaves = [t.detach().clone().requires_grad_() for t in (q, k, v)]
+    out = torch.compile(lambda q, k, v: attention(q, k, v, kv_lens=kl, layout=layout),
+                        backend="aot_eager", fullgraph=True)(*leaves)
+    gout = torch.from_numpy(rng.standard_normal(tuple(out.shape)).astype(np.float32))
+    grads = torch.autograd.grad((out * gout).sum(), leaves)
+    to_bhnd = (lambda t: t.transpose(1, 2)) if layout == "bnhd" else (lambda t: t)
+    want = _sdpa_grads(qb, kb, vb, False, kl, to_bhnd(gout))
+    for name, got, ref in zip("qkv", grads, want):
+        err = (to_bhnd(got).double() - ref).abs().max().item()
         assert err <= 1e-5 * (1 + ref.abs().max().item()), f"d{name}: max error {err}"
 
 

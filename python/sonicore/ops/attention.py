@@ -268,6 +268,8 @@ def attention(q, k, v, *, causal: bool = False, scale: Optional[float] = None,
       out with q's shape, dtype and kind (numpy in, numpy out), or (out, lse) when return_lse.
       Rows with no visible key are zeros (lse -inf); NaN inputs propagate, never crash.
     """
+    if _compiling() and _OPS is not None and isinstance(q, torch.Tensor):
+        return _OPS.attention(q, k, v, causal, scale, q_lens, kv_lens, return_lse, layout, backend)
     qt, q_np = to_torch(q, "q")
     kt, _ = to_torch(k, "k")
     vt, _ = to_torch(v, "v")
@@ -379,6 +381,8 @@ def attention_probs(q, k, *, heads: Optional[Sequence[int]] = None, scale: Optio
       float32 weights (B, len(heads), Nq, Nk), rows summing to 1 over the valid keys; numpy if
       q was numpy. NaN in q or a valid key propagates to the rows that read it.
     """
+    if _compiling() and _OPS is not None and isinstance(q, torch.Tensor):
+        return _OPS.attention_probs(q, k, heads, scale, kv_lens, layout, backend)
     qt, q_np = to_torch(q, "q")
     kt, _ = to_torch(k, "k")
     qb, kb, _, shape = _check_qkv(qt, kt, kt, layout)
@@ -401,6 +405,97 @@ def attention_probs(q, k, *, heads: Optional[Sequence[int]] = None, scale: Optio
         _backend.C.attention_probs(_np_view(qb), _np_view(kb), out.numpy(), hs, _dtype_tag(qb.dtype),
                                    scale, _lens_np(kl), _CPU_ISA_CAP)
     return from_torch(out, q_np)
+
+
+# ----------------------------------------------------------------------------- torch.compile
+
+def _compiling() -> bool:
+    fn = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(fn and fn())
+
+
+def _lens_arg(lens, device) -> Optional[torch.Tensor]:
+    """q_lens / kv_lens as the custom op's Optional[Tensor] (validated inside the op)."""
+    if lens is None or isinstance(lens, torch.Tensor):
+        return lens
+    return torch.as_tensor(np.asarray(lens), device=device)
+
+
+class _CompiledOps:
+    """attention / attention_probs as torch.library custom ops, which torch.compile (Dynamo)
+    keeps in one graph: the kernels are C++ / CUDA calls it cannot trace. Eager calls never
+    come here (the op dispatch would cost decoder-sized calls ~10%); under compilation, the
+    eager functions forward to these. No backward: with autograd recording, the op runs the
+    torch reference inside and differentiates it (register_autograd below), as eager does."""
+
+    def __init__(self):
+        lib = torch.library
+        # Explicit schemas: this module's annotations are strings (from __future__ import annotations).
+
+        @lib.custom_op("sonicore::attention", mutates_args=(), schema=(
+            "(Tensor q, Tensor k, Tensor v, bool causal, float? scale, Tensor? q_lens, Tensor? kv_lens, "
+            "bool need_lse, str layout, str? backend) -> (Tensor, Tensor)"))
+        def attention_op(q, k, v, causal, scale, q_lens, kv_lens, need_lse, layout, backend):
+            out, lse = attention(q, k, v, causal=causal, scale=scale, q_lens=q_lens, kv_lens=kv_lens,
+                                 return_lse=True, layout=layout, backend=backend)
+            return out, (lse if need_lse else lse.new_empty(0))
+
+        @attention_op.register_fake
+        def _(q, k, v, causal, scale, q_lens, kv_lens, need_lse, layout, backend):
+            B, Hq, Nq = (q.shape[0], q.shape[1], q.shape[2]) if layout == "bhnd" else (q.shape[0], q.shape[2], q.shape[1])
+            lse = q.new_empty((B, Hq, Nq) if need_lse else (0,), dtype=torch.float32)
+            return torch.empty_like(q, memory_format=torch.contiguous_format), lse
+
+        def setup(ctx, inputs, output):
+            q, k, v, causal, scale, q_lens, kv_lens, _, layout, _ = inputs
+            ctx.save_for_backward(q, k, v, q_lens, kv_lens)
+            ctx.args = (causal, scale, layout)
+
+        def backward(ctx, gout, glse):
+            # The torch reference recomputed and differentiated (straight, not through attention():
+            # under compilation that would come back to this op).
+            q, k, v, q_lens, kv_lens = ctx.saved_tensors
+            causal, scale, layout = ctx.args
+            with torch.enable_grad():
+                leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+                qb, kb, vb = (_as_bhnd(t, layout) for t in leaves)
+                out, lse = _torch_attention(qb, kb, vb, _check_scale(scale, qb.shape[-1]), causal,
+                                            q_lens, kv_lens)
+                out = out.to(q.dtype)
+                gout = _as_bhnd(gout, layout)
+                pairs = [(out, gout)] + ([(lse, glse)] if glse is not None and glse.numel() else [])
+                grads = torch.autograd.grad([o for o, _ in pairs], leaves, [g for _, g in pairs],
+                                            allow_unused=True)
+            return (*grads, None, None, None, None, None, None, None)
+
+        attention_op.register_autograd(backward, setup_context=setup)
+
+        @lib.custom_op("sonicore::attention_probs", mutates_args=(), schema=(
+            "(Tensor q, Tensor k, int[]? heads, float? scale, Tensor? kv_lens, str layout, str? backend) -> Tensor"))
+        def probs_op(q, k, heads, scale, kv_lens, layout, backend):
+            return attention_probs(q, k, heads=heads, scale=scale, kv_lens=kv_lens, layout=layout,
+                                   backend=backend)
+
+        @probs_op.register_fake
+        def _(q, k, heads, scale, kv_lens, layout, backend):
+            B, Hq, Nq = (q.shape[0], q.shape[1], q.shape[2]) if layout == "bhnd" else (q.shape[0], q.shape[2], q.shape[1])
+            Nk = k.shape[2] if layout == "bhnd" else k.shape[1]
+            return q.new_empty((B, Hq if heads is None else len(heads), Nq, Nk), dtype=torch.float32)
+
+        self._attention, self._probs = attention_op, probs_op
+
+    def attention(self, q, k, v, causal, scale, q_lens, kv_lens, return_lse, layout, backend):
+        out, lse = self._attention(q, k, v, bool(causal), None if scale is None else float(scale),
+                                   _lens_arg(q_lens, q.device), _lens_arg(kv_lens, q.device),
+                                   bool(return_lse), layout, backend)
+        return (out, lse) if return_lse else out
+
+    def attention_probs(self, q, k, heads, scale, kv_lens, layout, backend):
+        return self._probs(q, k, None if heads is None else [int(h) for h in heads],
+                           None if scale is None else float(scale), _lens_arg(kv_lens, q.device), layout, backend)
+
+
+_OPS = _CompiledOps() if hasattr(getattr(torch, "library", None), "custom_op") else None
 
 
 class _CallableModule(types.ModuleType):
