@@ -19,6 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <stdexcept>
 #include <type_traits>
 #include <initializer_list>
 #include <vector>
@@ -589,26 +590,23 @@ inline void pack_qt(const AttentionParams& p, int64_t qoff, int64_t r0, int64_t 
 // ---------------------------------------------------------------- per-thread scratch
 
 // Float arrays of one task loop, carved (64-byte aligned) from a buffer the thread keeps from
-// call to call. Allocated per parallel chunk instead, they were fresh pages every chunk: glibc
-// handed the freed ones back to the kernel, whose unmapping also interrupts the other pool
-// threads (TLB shootdowns): float32 through the AMX kernel ran 1.5x slower on two threads than
-// on one. A nested use on the same thread (none today) gets a private buffer; a buffer grown
-// past kKeepScratchBytes (attention_probs over very long keys) is freed when its loop ends.
+// call to call. Allocated per parallel chunk instead, the AMX kernel's 170 KB of scratch was
+// above glibc's mmap threshold, so every chunk faulted in fresh pages (354 -> 154 page faults
+// per float32 N1024 call on two threads). A nested use on the same thread (none today) gets a
+// private buffer; a buffer grown past kKeepScratchBytes (attention_probs over very long keys)
+// is freed when its loop ends.
 constexpr size_t kKeepScratchBytes = size_t(16) << 20;
 
 class TaskScratch {
  public:
-  static constexpr int kMaxPieces = 16;
+  static constexpr size_t kMaxPieces = 16;
   explicit TaskScratch(std::initializer_list<int64_t> sizes) {
+    if (sizes.size() > kMaxPieces) throw std::logic_error("TaskScratch: too many pieces");
     int64_t total = 16;  // alignment slack
     for (int64_t n : sizes) total += round_up(std::max<int64_t>(n, 1), 16);
-    std::vector<float>* buf = &own_;
-    if (!in_use()) {
-      in_use() = shared_ = true;
-      buf = &kept();
-    }
-    if (buf->size() < size_t(total)) buf->assign(size_t(total), 0.0f);
-    float* at = buf->data() + (64 - (reinterpret_cast<uintptr_t>(buf->data()) & 63)) / 4 % 16;
+    if (!in_use()) buf_ = &kept(), in_use() = true;
+    if (buf_->size() < size_t(total)) buf_->assign(size_t(total), 0.0f);
+    float* at = buf_->data() + (64 - (reinterpret_cast<uintptr_t>(buf_->data()) & 63)) / 4 % 16;
     int i = 0;
     for (int64_t n : sizes) {
       piece_[i++] = at;
@@ -616,9 +614,9 @@ class TaskScratch {
     }
   }
   ~TaskScratch() {
-    if (!shared_) return;
+    if (buf_ != &kept()) return;  // a nested use's private buffer
     in_use() = false;
-    if (kept().size() * sizeof(float) > kKeepScratchBytes) std::vector<float>().swap(kept());
+    if (buf_->size() * sizeof(float) > kKeepScratchBytes) std::vector<float>().swap(*buf_);
   }
   TaskScratch(const TaskScratch&) = delete;
   TaskScratch& operator=(const TaskScratch&) = delete;
@@ -635,7 +633,7 @@ class TaskScratch {
   }
   float* piece_[kMaxPieces] = {};
   std::vector<float> own_;
-  bool shared_ = false;
+  std::vector<float>* buf_ = &own_;
 };
 
 // ---------------------------------------------------------------- forward tasks

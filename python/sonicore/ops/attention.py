@@ -424,9 +424,9 @@ def _lens_arg(lens, device) -> Optional[torch.Tensor]:
 class _CompiledOps:
     """attention / attention_probs as torch.library custom ops, which torch.compile (Dynamo)
     keeps in one graph: the kernels are C++ / CUDA calls it cannot trace. Eager calls never
-    come here (the op dispatch would cost decoder-sized calls ~10%); under compilation, the
-    eager functions forward to these. No backward: with autograd recording, the op runs the
-    torch reference inside and differentiates it (register_autograd below), as eager does."""
+    come here (they skip the op dispatcher); under compilation, the eager functions forward to
+    these. The kernels have no backward, so the op's autograd formula (register_autograd below)
+    recomputes the torch reference and differentiates it."""
 
     def __init__(self):
         lib = torch.library
@@ -442,7 +442,7 @@ class _CompiledOps:
 
         @attention_op.register_fake
         def _(q, k, v, causal, scale, q_lens, kv_lens, need_lse, layout, backend):
-            B, Hq, Nq = (q.shape[0], q.shape[1], q.shape[2]) if layout == "bhnd" else (q.shape[0], q.shape[2], q.shape[1])
+            B, Hq, Nq = _as_bhnd(q, layout).shape[:3]
             lse = q.new_empty((B, Hq, Nq) if need_lse else (0,), dtype=torch.float32)
             return torch.empty_like(q, memory_format=torch.contiguous_format), lse
 
@@ -478,8 +478,8 @@ class _CompiledOps:
 
         @probs_op.register_fake
         def _(q, k, heads, scale, kv_lens, layout, backend):
-            B, Hq, Nq = (q.shape[0], q.shape[1], q.shape[2]) if layout == "bhnd" else (q.shape[0], q.shape[2], q.shape[1])
-            Nk = k.shape[2] if layout == "bhnd" else k.shape[1]
+            B, Hq, Nq = _as_bhnd(q, layout).shape[:3]
+            Nk = _as_bhnd(k, layout).shape[2]
             return q.new_empty((B, Hq if heads is None else len(heads), Nq, Nk), dtype=torch.float32)
 
         self._attention, self._probs = attention_op, probs_op

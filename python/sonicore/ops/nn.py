@@ -50,7 +50,7 @@ def _cpu_reason(x: torch.Tensor, *tensors) -> Optional[str]:
     return None
 
 
-def _triton_reason(x: torch.Tensor, *tensors) -> Optional[str]:
+def _triton_reason(x: torch.Tensor) -> Optional[str]:
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return f"the Triton kernel takes float32/16/bfloat16, got {x.dtype}"
     return None
@@ -61,7 +61,7 @@ def _pick(op: str, x: torch.Tensor, backend: Optional[str], *tensors, triton_ok:
     if reasons["cpu"] is None:
         reasons["cpu"] = _cpu_reason(x, *tensors)
     if reasons["triton"] is None:
-        reasons["triton"] = triton_ok or _triton_reason(x, *tensors)
+        reasons["triton"] = triton_ok or _triton_reason(x)
     order = ("triton", "torch") if x.device.type == "cuda" else ("cpu", "torch")
     return select_backend(op, x.device.type, backend, reasons, order=order, inputs=(x,) + tensors)
 
