@@ -198,21 +198,28 @@ struct Buffer {
 // Packed K / V above this size are freed after their call rather than kept for the next one.
 constexpr size_t kKeepBytes = size_t(64) << 20;
 
-// Per-thread scratch of one task loop: QB query rows in kRows-row sub-blocks.
+// Per-thread scratch of one task: QB query rows in kRows-row sub-blocks.
 struct Scratch {
-  TaskScratch sc;
+  std::unique_ptr<float[]> raw;
   uint16_t* qp;   // [part][QB rows][Dc] bf16
   uint16_t* pp;   // [part][kRows][kKB] bf16 (one sub-block at a time)
   float* s;       // [kRows][kKB] scores
   float* o;       // [QB][Dq] output accumulators
   float* lsum;    // [QB][16] per-row partial sums of P
   float *m, *lim, *mu;  // [QB] running max, key limit, subtracted max
-  explicit Scratch(const Plan& pl)
-      : sc({3 * pl.QB * pl.Dc / 2, 3 * kRows * kKB / 2, kRows * kKB, pl.QB * pl.Dq, pl.QB * 16, pl.QB, pl.QB,
-            pl.QB}) {
-    qp = reinterpret_cast<uint16_t*>(sc[0]);
-    pp = reinterpret_cast<uint16_t*>(sc[1]);
-    s = sc[2], o = sc[3], lsum = sc[4], m = sc[5], lim = sc[6], mu = sc[7];
+  explicit Scratch(const Plan& pl) {
+    const int64_t QB = pl.QB;
+    const int64_t n_qp = 3 * QB * pl.Dc / 2, n_pp = 3 * kRows * kKB / 2;  // in floats
+    const int64_t n = n_qp + n_pp + kRows * kKB + QB * pl.Dq + QB * 16 + 3 * QB + 16;
+    raw.reset(new float[n]);
+    float* base = raw.get() + (64 - (reinterpret_cast<uintptr_t>(raw.get()) & 63)) / 4 % 16;  // 64-byte aligned
+    qp = reinterpret_cast<uint16_t*>(base);
+    pp = reinterpret_cast<uint16_t*>(base + n_qp);
+    s = base + n_qp + n_pp;
+    o = s + kRows * kKB;
+    lsum = o + QB * pl.Dq;
+    m = lsum + QB * 16;
+    lim = m + QB, mu = lim + QB;
   }
 };
 

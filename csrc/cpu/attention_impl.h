@@ -19,10 +19,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <stdexcept>
 #include <type_traits>
-#include <initializer_list>
-#include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -587,55 +584,6 @@ inline void pack_qt(const AttentionParams& p, int64_t qoff, int64_t r0, int64_t 
   }
 }
 
-// ---------------------------------------------------------------- per-thread scratch
-
-// Float arrays of one task loop, carved (64-byte aligned) from a buffer the thread keeps from
-// call to call. Allocated per parallel chunk instead, the AMX kernel's 170 KB of scratch was
-// above glibc's mmap threshold, so every chunk faulted in fresh pages (354 -> 154 page faults
-// per float32 N1024 call on two threads). A nested use on the same thread (none today) gets a
-// private buffer; a buffer grown past kKeepScratchBytes (attention_probs over very long keys)
-// is freed when its loop ends.
-constexpr size_t kKeepScratchBytes = size_t(16) << 20;
-
-class TaskScratch {
- public:
-  static constexpr size_t kMaxPieces = 16;
-  explicit TaskScratch(std::initializer_list<int64_t> sizes) {
-    if (sizes.size() > kMaxPieces) throw std::logic_error("TaskScratch: too many pieces");
-    int64_t total = 16;  // alignment slack
-    for (int64_t n : sizes) total += round_up(std::max<int64_t>(n, 1), 16);
-    if (!in_use()) buf_ = &kept(), in_use() = true;
-    if (buf_->size() < size_t(total)) buf_->assign(size_t(total), 0.0f);
-    float* at = buf_->data() + (64 - (reinterpret_cast<uintptr_t>(buf_->data()) & 63)) / 4 % 16;
-    int i = 0;
-    for (int64_t n : sizes) {
-      piece_[i++] = at;
-      at += round_up(std::max<int64_t>(n, 1), 16);
-    }
-  }
-  ~TaskScratch() {
-    if (buf_ != &kept()) return;  // a nested use's private buffer
-    in_use() = false;
-    if (buf_->size() * sizeof(float) > kKeepScratchBytes) std::vector<float>().swap(*buf_);
-  }
-  TaskScratch(const TaskScratch&) = delete;
-  TaskScratch& operator=(const TaskScratch&) = delete;
-  float* operator[](int i) const { return piece_[i]; }
-
- private:
-  static std::vector<float>& kept() {
-    static thread_local std::vector<float> buf;
-    return buf;
-  }
-  static bool& in_use() {
-    static thread_local bool flag = false;
-    return flag;
-  }
-  float* piece_[kMaxPieces] = {};
-  std::vector<float> own_;
-  std::vector<float>* buf_ = &own_;
-};
-
 // ---------------------------------------------------------------- forward tasks
 
 // Flushes subnormals to zero while a kernel runs (restored on exit): softmax weights below
@@ -657,11 +605,13 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
   const int64_t Dp = cx.Dp, D = p.head_dim, Mq = cx.Mq, G = p.q_heads / p.kv_heads, NS = cx.nsub;
+  // Per-thread scratch: per sub-block transposed Q, O accumulators, statistics; shared S^T tile.
+  std::unique_ptr<float[]> qt(new float[NS * Mq * D]), os(new float[NS * Mq * Dp]), row(new float[Dp]);
+  std::unique_ptr<float[]> ms(new float[NS * Mq]), ls(new float[NS * Mq]), limf(new float[NS * Mq]);
+  std::unique_ptr<float[]> alpha(new float[Mq]);
   const int64_t KB = cx.key_block;
-  // Per sub-block transposed Q, O accumulators, statistics; one shared S^T tile.
-  const TaskScratch sc({NS * Mq * D, NS * Mq * Dp, Dp, NS * Mq, NS * Mq, NS * Mq, Mq, KB * Mq, 16 * D, Mq, Mq});
-  float *qt = sc[0], *os = sc[1], *row = sc[2], *ms = sc[3], *ls = sc[4], *limf = sc[5], *alpha = sc[6];
-  float *st = sc[7], *ktail = sc[8], *negm = sc[9], *bsum = sc[10];
+  std::unique_ptr<float[]> st(new float[KB * Mq]), ktail(new float[16 * D]);
+  std::unique_ptr<float[]> negm(new float[Mq]), bsum(new float[Mq]);
   std::unique_ptr<int64_t[]> rows_sb(new int64_t[NS]), vrows_sb(new int64_t[NS]), nq_sb(new int64_t[NS]),
       lim_min(new int64_t[NS]), kend_sb(new int64_t[NS]);
 
@@ -678,11 +628,11 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
       const int64_t r0 = (qb * NS + sb) * Mq, rows = std::max<int64_t>(0, std::min(Mq, p.q_len - r0));
       const int64_t vrows = std::max<int64_t>(0, std::min(rows, ql - r0));
       const int64_t nq = round_up(std::max<int64_t>(vrows, 1), kQueryChunk);
-      float* qt_s = qt + sb * Mq * D;
+      float* qt_s = qt.get() + sb * Mq * D;
       rows_sb[sb] = rows;
       vrows_sb[sb] = vrows;
       nq_sb[sb] = nq;
-      if (vrows > 0) pack_qt<V>(p, qoff, r0, vrows, nq, cx.qscale, row, qt_s);
+      if (vrows > 0) pack_qt<V>(p, qoff, r0, vrows, nq, cx.qscale, row.get(), qt_s);
       int64_t lmin = kl;
       for (int64_t i = 0; i < nq; ++i) {
         const int64_t lim = i < vrows ? key_limit(p.causal, r0 + i, ql, kl) : 0;
@@ -692,7 +642,7 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
         ls[sb * Mq + i] = 0.0f;
       }
       lim_min[sb] = lmin;
-      std::fill(os + sb * Mq * Dp, os + (sb * Mq + vrows) * Dp, 0.0f);
+      std::fill(os.get() + sb * Mq * Dp, os.get() + (sb * Mq + vrows) * Dp, 0.0f);
       // Keys past the last valid row's limit are never visible to this sub-block.
       kend_sb[sb] = vrows > 0 ? key_limit(p.causal, r0 + vrows - 1, ql, kl) : 0;
       kend = std::max(kend, kend_sb[sb]);
@@ -703,9 +653,9 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
       for (int64_t sb = 0; sb < NS; ++sb) {
         if (c0 >= kend_sb[sb]) continue;
         const int64_t nk = std::min<int64_t>(KB, kend_sb[sb] - c0), nq = nq_sb[sb], vrows = vrows_sb[sb];
-        float* qt_s = qt + sb * Mq * D;
-        float* os_s = os + sb * Mq * Dp;
-        float *ms_s = ms + sb * Mq, *ls_s = ls + sb * Mq;
+        float* qt_s = qt.get() + sb * Mq * D;
+        float* os_s = os.get() + sb * Mq * Dp;
+        float *ms_s = ms.get() + sb * Mq, *ls_s = ls.get() + sb * Mq;
         // Rows past nk (the zero keys padding the last micro-tile) are never read again, so only
         // blocks that cross some query's limit need the element-wise mask.
         const bool masked = c0 + nk > lim_min[sb];
@@ -721,24 +671,24 @@ void forward_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
             negm[i] = ms_s[i] == kNegInf ? 0.0f : -ms_s[i];
             bsum[i] = 0.0f;
           }
-          qk_block<V, true>(kblk, cx.ks[2], nk, qt_s, nq, D, nq, st, nq, ktail, negm, bsum);
+          qk_block<V, true>(kblk, cx.ks[2], nk, qt_s, nq, D, nq, st.get(), nq, ktail.get(), negm.get(), bsum.get());
           bool ok = true;
           for (int64_t i = 0; i < nq; ++i) ok &= bsum[i] <= 65536.0f;
           if (ok) {
             for (int64_t i = 0; i < nq; ++i) ls_s[i] += bsum[i];
-            pv_block<V>(st, nq, vblk, cx.vs[2], Dp, nk, os_s, nullptr, vrows);
+            pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os_s, nullptr, vrows);
             continue;
           }
         }
-        qk_block<V>(kblk, cx.ks[2], nk, qt_s, nq, D, nq, st, nq, ktail);
-        softmax_block<V>(st, nq, nk, nq, float(c0), masked, limf + sb * Mq, ms_s, ls_s, alpha);
-        pv_block<V>(st, nq, vblk, cx.vs[2], Dp, nk, os_s, alpha, vrows);
+        qk_block<V>(kblk, cx.ks[2], nk, qt_s, nq, D, nq, st.get(), nq, ktail.get());
+        softmax_block<V>(st.get(), nq, nk, nq, float(c0), masked, limf.get() + sb * Mq, ms_s, ls_s, alpha.get());
+        pv_block<V>(st.get(), nq, vblk, cx.vs[2], Dp, nk, os_s, alpha.get(), vrows);
       }
     }
     for (int64_t sb = 0; sb < NS; ++sb) {
       const int64_t r0 = (qb * NS + sb) * Mq;
       for (int64_t r = 0; r < rows_sb[sb]; ++r)
-        write_row(p, ooff + (r0 + r) * p.out_stride[2], lse, r0 + r, os + (sb * Mq + r) * Dp,
+        write_row(p, ooff + (r0 + r) * p.out_stride[2], lse, r0 + r, os.get() + (sb * Mq + r) * Dp,
                   r < vrows_sb[sb] ? ls[sb * Mq + r] : 0.0f, ms[sb * Mq + r]);
     }
   }
@@ -753,8 +703,8 @@ void probs_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
   FlushDenormals ftz;
   const AttentionParams& p = *cx.p;
   const int64_t D = p.head_dim, G = p.q_heads / p.kv_heads, Nk = p.kv_len, nq = kQueryChunk;
-  const TaskScratch sc({nq * D, cx.Dp, 16 * D, (Nk + 16) * nq, nq, nq});
-  float *qt = sc[0], *row = sc[1], *ktail = sc[2], *st = sc[3], *mv = sc[4], *sv = sc[5];
+  std::unique_ptr<float[]> qt(new float[nq * D]), row(new float[cx.Dp]), ktail(new float[16 * D]);
+  std::unique_ptr<float[]> st(new float[(Nk + 16) * nq]), mv(new float[nq]), sv(new float[nq]);
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t qb = t % cx.nqb, bh = t / cx.nqb, hi = bh % cx.num_heads, b = bh / cx.num_heads;
     const int64_t h = cx.heads[hi];
@@ -765,19 +715,19 @@ void probs_tasks(const Ctx& cx, int64_t t0, int64_t t1) {
       std::fill(out, out + rows * Nk, 0.0f);
       continue;
     }
-    pack_qt<V>(p, b * p.q_stride[0] + h * p.q_stride[1], r0, rows, nq, cx.qscale, row, qt);
-    qk_block<V>(cx.kbase + b * cx.ks[0] + (h / G) * cx.ks[1], cx.ks[2], kl, qt, nq, D, nq, st, nq, ktail);
+    pack_qt<V>(p, b * p.q_stride[0] + h * p.q_stride[1], r0, rows, nq, cx.qscale, row.get(), qt.get());
+    qk_block<V>(cx.kbase + b * cx.ks[0] + (h / G) * cx.ks[1], cx.ks[2], kl, qt.get(), nq, D, nq, st.get(), nq, ktail.get());
     for (int64_t c = 0; c < nq; c += V::W) {
       typename V::reg mx = V::set1(kNegInf);
-      for (int64_t j = 0; j < kl; ++j) mx = V::max(mx, V::load(st + j * nq + c));
+      for (int64_t j = 0; j < kl; ++j) mx = V::max(mx, V::load(st.get() + j * nq + c));
       typename V::reg sum = V::zero();
       for (int64_t j = 0; j < kl; ++j) {
-        typename V::reg e = V::exp2(V::sub(V::load(st + j * nq + c), mx));
-        V::store(st + j * nq + c, e);
+        typename V::reg e = V::exp2(V::sub(V::load(st.get() + j * nq + c), mx));
+        V::store(st.get() + j * nq + c, e);
         sum = V::add(sum, e);
       }
-      V::store(mv + c, mx);
-      V::store(sv + c, sum);
+      V::store(mv.get() + c, mx);
+      V::store(sv.get() + c, sum);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const float inv = 1.0f / sv[r];
@@ -920,14 +870,14 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
   const int64_t D = p.head_dim, Dp = cx.Dp, G = p.q_heads / p.kv_heads, NQ = p.q_len;
   const bool direct = D == Dp;  // else rows go through the padded float32 buffers
   const int64_t lds = round_up(std::max<int64_t>(p.kv_len, 1), W);
-  const TaskScratch scratch({NQ * Dp, NQ * Dp, NQ * lds, direct ? 0 : KC * Dp});
-  float *qb = scratch[0], *ob = scratch[1], *sc = scratch[2], *buf = scratch[3];
+  std::unique_ptr<float[]> qb(new float[NQ * Dp]), ob(new float[NQ * Dp]), sc(new float[NQ * lds]);
+  std::unique_ptr<float[]> buf(direct ? nullptr : new float[KC * Dp]);
   float m[kDecodeRows], l[kDecodeRows];
   int64_t lim[kDecodeRows];
   // Rows [j0, j0 + n) of K or V of one (b, kv head) into buf as zero-padded float32.
   auto convert = [&](const void* base, int64_t off, int64_t ld, int64_t j0, int64_t n) {
     for (int64_t i = 0; i < n; ++i)
-      load_row_padded(base, p.dtype, off + (j0 + i) * ld, D, Dp, 1.0f, buf + i * Dp);
+      load_row_padded(base, p.dtype, off + (j0 + i) * ld, D, Dp, 1.0f, buf.get() + i * Dp);
   };
   for (int64_t t = t0; t < t1; ++t) {
     const int64_t h = t % p.q_heads, b = t / p.q_heads;
@@ -938,8 +888,8 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     int64_t nmax = 0;
     for (int64_t r = 0; r < vrows; ++r) {
       const int64_t qoff = b * p.q_stride[0] + h * p.q_stride[1] + r * p.q_stride[2];
-      load_row_padded(p.q, p.dtype, qoff, D, Dp, cx.qscale, qb + r * Dp);
-      std::fill(ob + r * Dp, ob + (r + 1) * Dp, 0.0f);
+      load_row_padded(p.q, p.dtype, qoff, D, Dp, cx.qscale, qb.get() + r * Dp);
+      std::fill(ob.get() + r * Dp, ob.get() + (r + 1) * Dp, 0.0f);
       lim[r] = key_limit(p.causal, r, ql, kl);
       nmax = std::max(nmax, lim[r]);
     }
@@ -950,17 +900,17 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
       for (int64_t r0 = 0; r0 < vrows; r0 += RGM)
         with_rows<RGM>(int(std::min<int64_t>(RGM, vrows - r0)), [&](auto rg) {
           constexpr int RG = decltype(rg)::value;
-          const float* q = qb + r0 * Dp;
-          float* s = sc + r0 * lds + j0;
+          const float* q = qb.get() + r0 * Dp;
+          float* s = sc.get() + r0 * lds + j0;
           if (direct)
             decode_scores<V, L, RG>(q, p.k, koff + j0 * ldk, ldk, n, Dp, s, lds);
           else
-            decode_scores<V, F32, RG>(q, buf, 0, Dp, n, Dp, s, lds);
+            decode_scores<V, F32, RG>(q, buf.get(), 0, Dp, n, Dp, s, lds);
         });
     }
     // Exact softmax per row over its visible keys (the tail of the last vector masked to -inf).
     for (int64_t r = 0; r < vrows; ++r) {
-      float* s = sc + r * lds;
+      float* s = sc.get() + r * lds;
       const int64_t n = lim[r], nv = round_up(n, W);
       for (int64_t i = n; i < nv; ++i) s[i] = kNegInf;
       R mx = V::set1(kNegInf);
@@ -988,12 +938,12 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
       // key past its limit, so NaN there cannot reach it.
       auto pv = [&](auto rg, int64_t r0, int64_t i0, int64_t cnt) {
         constexpr int RG = decltype(rg)::value;
-        const float* w = sc + r0 * lds + j0 + i0;
-        float* o = ob + r0 * Dp;
+        const float* w = sc.get() + r0 * lds + j0 + i0;
+        float* o = ob.get() + r0 * Dp;
         if (direct)
           decode_pv<V, L, RG>(w, lds, cnt, p.v, voff + (j0 + i0) * ldv, ldv, Dp, o);
         else
-          decode_pv<V, F32, RG>(w, lds, cnt, buf, i0 * Dp, Dp, Dp, o);
+          decode_pv<V, F32, RG>(w, lds, cnt, buf.get(), i0 * Dp, Dp, Dp, o);
       };
       for (int64_t r0 = 0; r0 < vrows; r0 += RGM) {
         const int g = int(std::min<int64_t>(RGM, vrows - r0));
@@ -1009,7 +959,7 @@ void decode_tasks_as(const Ctx& cx, int64_t t0, int64_t t1) {
     const int64_t ooff = b * p.out_stride[0] + h * p.out_stride[1];
     float* lse = p.lse ? p.lse + (b * p.q_heads + h) * p.q_len : nullptr;
     for (int64_t r = 0; r < NQ; ++r)
-      write_row(p, ooff + r * p.out_stride[2], lse, r, ob + r * Dp, r < vrows ? l[r] : 0.0f,
+      write_row(p, ooff + r * p.out_stride[2], lse, r, ob.get() + r * Dp, r < vrows ? l[r] : 0.0f,
                 r < vrows ? m[r] : 0.0f);
   }
 }
